@@ -1,0 +1,53 @@
+// Package lock owns the guard's shared state: the per-key lock that serialises
+// guarded creates, and the pending-link lease that lets a repeated link be
+// answered with the first one's answer. Backends: memory (one process) and
+// Redis (several replicas), behind the one Store interface.
+package lock
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// ErrTimeout is returned by Lock when the deadline passed before the lock was
+// free. Backend failures (Redis down) are other errors, wrapped with context.
+var ErrTimeout = errors.New("lock: wait deadline exceeded")
+
+// Lease is the remembered answer of a successful link, kept until the link
+// expires so that a repeat while the account is still INITIATED can be replayed.
+type Lease struct {
+	AccountID   string    `json:"account_id"`
+	Status      int       `json:"status"`
+	ContentType string    `json:"content_type"`
+	Body        []byte    `json:"body"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// Unlock releases a held lock. It is safe to call more than once.
+type Unlock func()
+
+// Store is the contract every backend meets.
+type Store interface {
+	// Lock takes the per-key lock, waiting until ctx ends. ttl bounds how long
+	// the lock may be held before a backend that can (Redis) drops it by itself.
+	Lock(ctx context.Context, key string, ttl time.Duration) (Unlock, error)
+	// GetLease returns the lease of key; ok is false when there is none or it expired.
+	GetLease(ctx context.Context, key string) (l Lease, ok bool, err error)
+	// PutLease stores l until l.ExpiresAt.
+	PutLease(ctx context.Context, key string, l Lease) error
+	// DropLease removes the lease of key; dropping a missing lease is no error.
+	DropLease(ctx context.Context, key string) error
+	// Backend names the backend for metrics and logs: "memory" or "redis".
+	Backend() string
+}
+
+// Key builds the key of one guarded create. It holds no secret and no raw
+// user id: the credential and the user id are hashed.
+func Key(credential, authConfigID, userID, accountType string) string {
+	c := sha256.Sum256([]byte(credential))
+	u := sha256.Sum256([]byte(userID))
+	return hex.EncodeToString(c[:12]) + ":" + authConfigID + ":" + hex.EncodeToString(u[:12]) + ":" + accountType
+}

@@ -60,7 +60,8 @@
 // answers a fixed status and body, a body that is not JSON, a truncated JSON
 // body (the request took effect), a reset connection, or a hang until the
 // client goes away. Times limits it to the next N requests. A route's own
-// fault wins over the RouteAny one.
+// fault wins over the RouteAny one. Faults play before the credential check
+// and every faulted request is still logged and charged to the rate limit.
 //
 // # Control API
 //

@@ -1,0 +1,139 @@
+// Drives one pinned version of the real @composio/core SDK and prints ONE JSON
+// line per call on stdout, for sdk_test.go to read.
+//
+//   node sdk.mjs <0.8.0|0.8.1|0.21.0> '<JSON array of calls>'
+//
+// Environment: SDK_BASE_URL (the proxy), SDK_API_KEY (a test key).
+//
+// A call is {"call": NAME, ...}:
+//   link        composio.connectedAccounts.link(user_id, auth_config_id, {allowMultiple})
+//   initiate    composio.connectedAccounts.initiate(user_id, auth_config_id, {allowMultiple})
+//   raw_link    composio.getClient().link.create(...): past the SDK's own guard
+//   raw_create  composio.getClient().connectedAccounts.create(...): past the SDK's own guard
+//   list        composio.connectedAccounts.list({userIds, authConfigIds})
+//   get         composio.connectedAccounts.get(id)
+// Options on any call: "opt_in": true sends the x-composio-allow-multiple
+// header through defaultHeaders; "allow_multiple": true passes the SDK flag.
+//
+// Each line holds what the caller can read: ok, the ids and redirect_url on
+// success; on failure the error's name, its cause's name, the HTTP status, the
+// parsed body and a few headers. "sent" lists the HTTP requests the SDK made
+// for that call, so retries show. A last line {"call":"done"} lists any
+// request the script refused to send off the machine ("blocked_egress").
+
+// Our lines are the only thing on stdout: SDK logging goes to stderr.
+for (const level of ['log', 'info', 'warn', 'debug', 'trace']) console[level] = console.error;
+
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+
+// Nothing may leave the machine (telemetry, npm version check): refuse at
+// once anything that is not loopback, so a test never hangs on the network.
+const blocked = [];
+let sent = [];
+const realFetch = globalThis.fetch;
+globalThis.fetch = async (input, init) => {
+  const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
+  const method = (init?.method ?? input?.method ?? 'GET').toUpperCase();
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) {
+    blocked.push(`${method} ${url.host}${url.pathname}`);
+    throw new TypeError(`sdk.mjs: blocked request to ${url.host}`);
+  }
+  sent.push(`${method} ${url.pathname}`);
+  return realFetch(input, init);
+};
+
+const packages = { '0.8.0': 'core080', '0.8.1': 'core081', '0.21.0': 'core0210' };
+const [version, callsJSON] = process.argv.slice(2);
+if (!packages[version] || !callsJSON) {
+  process.stderr.write('usage: node sdk.mjs <0.8.0|0.8.1|0.21.0> \'[{"call":"link",...}]\'\n');
+  process.exit(2);
+}
+const { Composio } = await import(packages[version]);
+
+function client(c) {
+  return new Composio({
+    apiKey: process.env.SDK_API_KEY,
+    baseURL: process.env.SDK_BASE_URL,
+    allowTracking: false,
+    disableVersionCheck: true,
+    ...(c.opt_in && { defaultHeaders: { 'x-composio-allow-multiple': 'true' } }),
+  });
+}
+
+const calls = {
+  async link(composio, c) {
+    const r = await composio.connectedAccounts.link(c.user_id, c.auth_config_id, {
+      callbackUrl: 'https://app.example/cb',
+      ...(c.allow_multiple && { allowMultiple: true }),
+    });
+    return { connected_account_id: r.id, redirect_url: r.redirectUrl };
+  },
+  async initiate(composio, c) {
+    const r = await composio.connectedAccounts.initiate(c.user_id, c.auth_config_id, {
+      callbackUrl: 'https://app.example/cb',
+      ...(c.allow_multiple && { allowMultiple: true }),
+    });
+    return { connected_account_id: r.id, redirect_url: r.redirectUrl };
+  },
+  async raw_link(composio, c) {
+    const r = await composio.getClient().link.create({ auth_config_id: c.auth_config_id, user_id: c.user_id });
+    return { connected_account_id: r.connected_account_id, redirect_url: r.redirect_url };
+  },
+  async raw_create(composio, c) {
+    const r = await composio.getClient().connectedAccounts.create({
+      auth_config: { id: c.auth_config_id },
+      connection: { user_id: c.user_id },
+    });
+    return { connected_account_id: r.id };
+  },
+  async list(composio, c) {
+    const r = await composio.connectedAccounts.list({ userIds: [c.user_id], authConfigIds: [c.auth_config_id] });
+    return { items: r.items.map((a) => ({ id: a.id, status: a.status, auth_config_id: a.authConfig?.id })) };
+  },
+  async get(composio, c) {
+    const a = await composio.connectedAccounts.get(c.id);
+    return { id: a.id, status: a.status, auth_config_id: a.authConfig?.id };
+  },
+};
+
+// Class names say what a caller would catch; the SDK's classes leave .name as "Error".
+const nameOf = (e) => (e ? (e.constructor?.name && e.constructor.name !== 'Error' ? e.constructor.name : e.name) : undefined);
+
+// The HTTP error the SDK wraps (err itself, or err.cause for link()).
+function httpError(err) {
+  for (let e = err; e; e = e.cause) if (typeof e.status === 'number') return e;
+  return undefined;
+}
+
+function header(headers, name) {
+  if (!headers) return undefined;
+  if (typeof headers.get === 'function') return headers.get(name) ?? undefined;
+  return headers[name];
+}
+
+for (const c of JSON.parse(callsJSON)) {
+  sent = [];
+  const line = { call: c.call, version };
+  try {
+    Object.assign(line, { ok: true }, await calls[c.call](client(c), c));
+  } catch (err) {
+    const h = httpError(err);
+    Object.assign(line, {
+      ok: false,
+      error_name: nameOf(err) ?? String(err),
+      cause_name: nameOf(err?.cause),
+      message: err?.message,
+      status: h?.status,
+      body: h?.error,
+      headers: h && {
+        'x-should-retry': header(h.headers, 'x-should-retry'),
+        'retry-after': header(h.headers, 'retry-after'),
+        'x-request-id': header(h.headers, 'x-request-id'),
+      },
+    });
+  }
+  line.sent = sent;
+  out(line);
+}
+out({ call: 'done', version, blocked_egress: blocked });
+process.exit(0);

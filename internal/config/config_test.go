@@ -1,0 +1,288 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := LoadFrom(map[string]string{})
+	if err != nil {
+		t.Fatalf("defaults must validate: %v", err)
+	}
+	checks := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"UpstreamURL", c.UpstreamURL, "https://backend.composio.dev"},
+		{"ListenAddr", c.ListenAddr, ":8080"},
+		{"AdminAddr", c.AdminAddr, ":9090"},
+		{"Mode", c.Mode, ModeEnforce},
+		{"FailureMode", c.FailureMode, FailureClosed},
+		{"MaxBodyBytes", c.MaxBodyBytes, int64(1 << 20)},
+		{"LookupTimeout", c.LookupTimeout, 5 * time.Second},
+		{"LookupPageLimit", c.LookupPageLimit, 100},
+		{"LookupMaxPages", c.LookupMaxPages, 10},
+		{"LookupBreakerThreshold", c.LookupBreakerThreshold, 5},
+		{"LookupBreakerCooldown", c.LookupBreakerCooldown, 10 * time.Second},
+		{"PendingAction", c.PendingAction, PendingReplay},
+		{"PendingMaxTTL", c.PendingMaxTTL, 15 * time.Minute},
+		{"AllowMultiple", c.AllowMultiple, AllowMultipleFlag},
+		{"MultipleAuthConfigs", len(c.MultipleAuthConfigs), 0},
+		{"LockBackend", c.LockBackend, LockMemory},
+		{"LockWait", c.LockWait, time.Duration(0)},
+		{"EffectiveLockWait", c.EffectiveLockWait(), 65 * time.Second},
+		{"RedisKeyPrefix", c.RedisKeyPrefix, "composio-guard:"},
+		{"RedisTimeout", c.RedisTimeout, 500 * time.Millisecond},
+		{"RetryAfter", c.RetryAfter, time.Second},
+		{"RetryAfterSeconds", c.RetryAfterSeconds(), 1},
+		{"UpstreamDialTimeout", c.UpstreamDialTimeout, 5 * time.Second},
+		{"UpstreamTLSHandshakeTimeout", c.UpstreamTLSHandshakeTimeout, 5 * time.Second},
+		{"UpstreamResponseHeaderTimeout", c.UpstreamResponseHeaderTimeout, 60 * time.Second},
+		{"UpstreamIdleConnTimeout", c.UpstreamIdleConnTimeout, 90 * time.Second},
+		{"UpstreamMaxIdleConnsPerHost", c.UpstreamMaxIdleConnsPerHost, 256},
+		{"ReadHeaderTimeout", c.ReadHeaderTimeout, 10 * time.Second},
+		{"IdleTimeout", c.IdleTimeout, 120 * time.Second},
+		{"MaxHeaderBytes", c.MaxHeaderBytes, 65536},
+		{"TrustForwarded", c.TrustForwarded, false},
+		{"ShutdownGrace", c.ShutdownGrace, 25 * time.Second},
+		{"DrainDelay", c.DrainDelay, 5 * time.Second},
+		{"LogLevel", c.LogLevel, LevelInfo},
+		{"Pprof", c.Pprof, false},
+		{"SandboxPolicy", c.SandboxPolicy(), false},
+		{"SandboxAllowed", c.SandboxAllowed(), SandboxSizes},
+	}
+	for _, tc := range checks {
+		if !reflect.DeepEqual(tc.got, tc.want) {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+	if c.LockTTL() <= c.LookupTimeout+c.UpstreamResponseHeaderTimeout {
+		t.Errorf("LockTTL %s must exceed lookup + response header timeout", c.LockTTL())
+	}
+}
+
+func TestValidSettings(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		check func(t *testing.T, c Config)
+	}{
+		{"enums are case and space insensitive", map[string]string{"GUARD_MODE": " Shadow ", "GUARD_FAILURE_MODE": "OPEN", "GUARD_LOG_LEVEL": "Debug"},
+			func(t *testing.T, c Config) {
+				if c.Mode != ModeShadow || c.FailureMode != FailureOpen || c.LogLevel != LevelDebug {
+					t.Errorf("got %s %s %s", c.Mode, c.FailureMode, c.LogLevel)
+				}
+			}},
+		{"lists are trimmed, empties dropped", map[string]string{"GUARD_MULTIPLE_AUTH_CONFIGS": " ac_One, ac_two,,", "GUARD_SANDBOX_ALLOWED_SIZES": "Standard, medium"},
+			func(t *testing.T, c Config) {
+				if !reflect.DeepEqual(c.MultipleAuthConfigs, []string{"ac_One", "ac_two"}) {
+					t.Errorf("auth configs %q", c.MultipleAuthConfigs)
+				}
+				if !c.MultipleAllowedFor("ac_One") || c.MultipleAllowedFor("ac_one") || c.MultipleAllowedFor("") {
+					t.Error("MultipleAllowedFor must match ids exactly")
+				}
+				if !reflect.DeepEqual(c.SandboxAllowed(), []SandboxSize{SandboxStandard, SandboxMedium}) {
+					t.Errorf("allowed %v", c.SandboxAllowed())
+				}
+			}},
+		{"ceiling and set intersect", map[string]string{"GUARD_SANDBOX_MAX_SIZE": "large", "GUARD_SANDBOX_ALLOWED_SIZES": "standard,large,xlarge", "GUARD_SANDBOX_DEFAULT_SIZE": "large"},
+			func(t *testing.T, c Config) {
+				if !reflect.DeepEqual(c.SandboxAllowed(), []SandboxSize{SandboxStandard, SandboxLarge}) {
+					t.Errorf("allowed %v", c.SandboxAllowed())
+				}
+				if c.SandboxAllows("medium") || c.SandboxAllows("xlarge") || c.SandboxAllows("huge") {
+					t.Error("medium, xlarge and unknown tiers must be refused")
+				}
+			}},
+		{"redis with password and TLS", map[string]string{"GUARD_LOCK_BACKEND": "redis", "GUARD_REDIS_URL": "rediss://default:s3cret@redis.internal:6380/2"}, nil},
+		{"port 0 twice is fine", map[string]string{"GUARD_LISTEN_ADDR": "127.0.0.1:0", "GUARD_ADMIN_ADDR": "127.0.0.1:0"}, nil},
+		{"same port on two hosts", map[string]string{"GUARD_LISTEN_ADDR": "127.0.0.1:9000", "GUARD_ADMIN_ADDR": "127.0.0.2:9000"}, nil},
+		{"retry-after rounds up", map[string]string{"GUARD_RETRY_AFTER": "1500ms"},
+			func(t *testing.T, c Config) {
+				if c.RetryAfterSeconds() != 2 {
+					t.Errorf("RetryAfterSeconds = %d", c.RetryAfterSeconds())
+				}
+			}},
+		{"explicit lock wait", map[string]string{"GUARD_LOCK_WAIT": "2s"},
+			func(t *testing.T, c Config) {
+				if c.EffectiveLockWait() != 2*time.Second {
+					t.Errorf("EffectiveLockWait = %s", c.EffectiveLockWait())
+				}
+			}},
+		{"upstream with path prefix", map[string]string{"GUARD_UPSTREAM_URL": "http://127.0.0.1:4000/base"},
+			func(t *testing.T, c Config) {
+				if u := c.UpstreamBase(); u == nil || u.Host != "127.0.0.1:4000" || u.Path != "/base" {
+					t.Errorf("UpstreamBase = %v", u)
+				}
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := LoadFrom(tc.env)
+			if err != nil {
+				t.Fatalf("LoadFrom: %v", err)
+			}
+			if tc.check != nil {
+				tc.check(t, c)
+			}
+		})
+	}
+}
+
+// Every problem is reported in one go, each naming its variable.
+func TestEveryErrorReportedTogether(t *testing.T) {
+	env := map[string]string{
+		"GUARD_UPSTREAM_URL":                     "ftp://user:hunter2@example.com/?q=1",
+		"GUARD_LISTEN_ADDR":                      ":9090",
+		"GUARD_ADMIN_ADDR":                       "0.0.0.0:9090",
+		"GUARD_MODE":                             "enforcing",
+		"GUARD_FAILURE_MODE":                     "sometimes",
+		"GUARD_MAX_BODY_BYTES":                   "0",
+		"GUARD_LOOKUP_TIMEOUT":                   "soon",
+		"GUARD_LOOKUP_PAGE_LIMIT":                "5000",
+		"GUARD_LOOKUP_MAX_PAGES":                 "0",
+		"GUARD_LOOKUP_BREAKER_THRESHOLD":         "-1",
+		"GUARD_LOOKUP_BREAKER_COOLDOWN":          "0s",
+		"GUARD_PENDING_ACTION":                   "wait",
+		"GUARD_PENDING_MAX_TTL":                  "-1m",
+		"GUARD_ALLOW_MULTIPLE":                   "always",
+		"GUARD_MULTIPLE_AUTH_CONFIGS":            "ac_1,ac 2",
+		"GUARD_LOCK_BACKEND":                     "redis",
+		"GUARD_LOCK_WAIT":                        "-1s",
+		"GUARD_REDIS_TIMEOUT":                    "0s",
+		"GUARD_RETRY_AFTER":                      "0s",
+		"GUARD_UPSTREAM_DIAL_TIMEOUT":            "0s",
+		"GUARD_UPSTREAM_MAX_IDLE_CONNS_PER_HOST": "0",
+		"GUARD_READ_HEADER_TIMEOUT":              "0s",
+		"GUARD_MAX_HEADER_BYTES":                 "100",
+		"GUARD_TRUST_FORWARDED":                  "perhaps",
+		"GUARD_SHUTDOWN_GRACE":                   "5s",
+		"GUARD_DRAIN_DELAY":                      "5s",
+		"GUARD_LOG_LEVEL":                        "verbose",
+		"GUARD_SANDBOX_MAX_SIZE":                 "huge",
+		"GUARD_SANDBOX_ALLOWED_SIZES":            "standard,tiny",
+		"GUARD_SANDBOX_DEFAULT_SIZE":             "gigantic",
+	}
+	_, err := LoadFrom(env)
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	msg := err.Error()
+	for _, name := range []string{
+		"GUARD_UPSTREAM_URL", "GUARD_ADMIN_ADDR", "GUARD_MODE", "GUARD_FAILURE_MODE", "GUARD_MAX_BODY_BYTES",
+		"GUARD_LOOKUP_TIMEOUT", "GUARD_LOOKUP_PAGE_LIMIT", "GUARD_LOOKUP_MAX_PAGES", "GUARD_LOOKUP_BREAKER_THRESHOLD",
+		"GUARD_LOOKUP_BREAKER_COOLDOWN", "GUARD_PENDING_ACTION", "GUARD_PENDING_MAX_TTL", "GUARD_ALLOW_MULTIPLE",
+		"GUARD_MULTIPLE_AUTH_CONFIGS", "GUARD_LOCK_WAIT", "GUARD_REDIS_URL", "GUARD_REDIS_TIMEOUT", "GUARD_RETRY_AFTER",
+		"GUARD_UPSTREAM_DIAL_TIMEOUT", "GUARD_UPSTREAM_MAX_IDLE_CONNS_PER_HOST", "GUARD_READ_HEADER_TIMEOUT",
+		"GUARD_MAX_HEADER_BYTES", "GUARD_TRUST_FORWARDED", "GUARD_DRAIN_DELAY", "GUARD_LOG_LEVEL",
+		"GUARD_SANDBOX_MAX_SIZE", "GUARD_SANDBOX_ALLOWED_SIZES", "GUARD_SANDBOX_DEFAULT_SIZE",
+	} {
+		if !strings.Contains(msg, name+":") {
+			t.Errorf("error does not mention %s:\n%s", name, msg)
+		}
+	}
+	for _, detail := range []string{"scheme must be http or https", "must not carry user info", "must not carry a query", "is required when GUARD_LOCK_BACKEND=redis"} {
+		if !strings.Contains(msg, detail) {
+			t.Errorf("error lacks %q:\n%s", detail, msg)
+		}
+	}
+	if strings.Contains(msg, "hunter2") {
+		t.Errorf("error leaks the upstream password:\n%s", msg)
+	}
+	if n := strings.Count(msg, "\n") + 1; n < 28 {
+		t.Errorf("want one line per problem (>= 28), got %d:\n%s", n, msg)
+	}
+}
+
+// A value that fails to parse is reported once, not again as out of range.
+func TestParseErrorReportedOnce(t *testing.T) {
+	_, err := LoadFrom(map[string]string{"GUARD_LOOKUP_TIMEOUT": "soon"})
+	if err == nil || strings.Count(err.Error(), "GUARD_LOOKUP_TIMEOUT") != 1 {
+		t.Fatalf("want exactly one GUARD_LOOKUP_TIMEOUT error, got %v", err)
+	}
+}
+
+func TestSingleErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"relative upstream", map[string]string{"GUARD_UPSTREAM_URL": "/api"}, "GUARD_UPSTREAM_URL: scheme must be http or https; a host is required"},
+		{"upstream fragment", map[string]string{"GUARD_UPSTREAM_URL": "https://h/#x"}, "must not carry a fragment"},
+		{"bad listen addr", map[string]string{"GUARD_LISTEN_ADDR": "8080"}, "GUARD_LISTEN_ADDR: want host:port"},
+		{"bad port", map[string]string{"GUARD_ADMIN_ADDR": ":99999"}, "GUARD_ADMIN_ADDR: port \"99999\""},
+		{"same addr", map[string]string{"GUARD_ADMIN_ADDR": ":8080"}, "GUARD_ADMIN_ADDR: must differ from GUARD_LISTEN_ADDR"},
+		{"redis scheme", map[string]string{"GUARD_LOCK_BACKEND": "redis", "GUARD_REDIS_URL": "http://:pw@h:6379"}, "GUARD_REDIS_URL: scheme must be redis:// or rediss://"},
+		{"redis db", map[string]string{"GUARD_LOCK_BACKEND": "redis", "GUARD_REDIS_URL": "redis://:pw@h:6379/x"}, "invalid database number"},
+		{"redis unparseable", map[string]string{"GUARD_LOCK_BACKEND": "redis", "GUARD_REDIS_URL": "redis://:pw@h:port\x7f"}, "GUARD_REDIS_URL: not a valid URL"},
+		{"policy allows nothing", map[string]string{"GUARD_SANDBOX_MAX_SIZE": "standard", "GUARD_SANDBOX_ALLOWED_SIZES": "large"}, "allows no tier at all"},
+		{"default above ceiling", map[string]string{"GUARD_SANDBOX_MAX_SIZE": "medium", "GUARD_SANDBOX_DEFAULT_SIZE": "large"}, "GUARD_SANDBOX_DEFAULT_SIZE: \"large\" is not allowed by the sandbox policy (allowed: standard,medium)"},
+		{"default outside set", map[string]string{"GUARD_SANDBOX_ALLOWED_SIZES": "medium", "GUARD_SANDBOX_DEFAULT_SIZE": "standard"}, "not allowed by the sandbox policy"},
+		{"drain longer than grace", map[string]string{"GUARD_DRAIN_DELAY": "30s"}, "GUARD_DRAIN_DELAY: (30s) must be shorter than GUARD_SHUTDOWN_GRACE"},
+		{"unparseable int", map[string]string{"GUARD_MAX_BODY_BYTES": "1MB"}, "GUARD_MAX_BODY_BYTES: cannot parse"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadFrom(tc.env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want error containing %q, got %v", tc.want, err)
+			}
+			if strings.Contains(err.Error(), "pw@") {
+				t.Errorf("error leaks the Redis password: %v", err)
+			}
+		})
+	}
+}
+
+func TestStringRedacts(t *testing.T) {
+	tests := []struct {
+		name, redisURL, want, secret string
+	}{
+		{"user and password", "rediss://default:s3cr3t-pw@redis.internal:6380/0", "GUARD_REDIS_URL=rediss://default:xxxxx@redis.internal:6380/0", "s3cr3t-pw"},
+		{"password only", "redis://:s3cr3t-pw@redis:6379", "GUARD_REDIS_URL=redis://:xxxxx@redis:6379", "s3cr3t-pw"},
+		{"user name only", "redis://s3cr3t-pw@redis:6379", "GUARD_REDIS_URL=redis://xxxxx@redis:6379", "s3cr3t-pw"},
+		{"no credentials", "redis://redis:6379", "GUARD_REDIS_URL=redis://redis:6379", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := LoadFrom(map[string]string{"GUARD_LOCK_BACKEND": "redis", "GUARD_REDIS_URL": tc.redisURL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := c.String()
+			if !strings.Contains(s, tc.want) {
+				t.Errorf("String() lacks %q:\n%s", tc.want, s)
+			}
+			if tc.secret != "" && strings.Contains(s, tc.secret) {
+				t.Errorf("String() leaks the secret:\n%s", s)
+			}
+			if c.RedisURL != tc.redisURL {
+				t.Errorf("the usable URL must stay intact, got %q", c.RedisURL)
+			}
+		})
+	}
+	// An unparseable URL is masked whole, and every setting is listed.
+	c := Config{RedisURL: "redis://:pw@h:port\x7f"}
+	s := c.String()
+	if strings.Contains(s, "pw") || !strings.Contains(s, "GUARD_REDIS_URL=xxxxx") {
+		t.Errorf("unparseable URL not masked: %s", s)
+	}
+	for _, k := range []string{"GUARD_MODE=", "GUARD_SANDBOX_ALLOWED_SIZES=", "GUARD_SHUTDOWN_GRACE=0s", "GUARD_PPROF=false"} {
+		if !strings.Contains(s, k) {
+			t.Errorf("String() lacks %s: %s", k, s)
+		}
+	}
+}
+
+func TestUnknownKeys(t *testing.T) {
+	got := UnknownKeys([]string{"GUARD_MODE=off", "GUARD_LOCK_BACKED=redis", "PATH=/bin", "GUARDIAN=x", "GUARD_FAILUREMODE=open"})
+	want := []string{"GUARD_LOCK_BACKED", "GUARD_FAILUREMODE"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("UnknownKeys = %v, want %v", got, want)
+	}
+}

@@ -92,7 +92,7 @@ const calls = {
   },
   async get(composio, c) {
     const a = await composio.connectedAccounts.get(c.id);
-    return { id: a.id, status: a.status, auth_config_id: a.authConfig?.id };
+    return { account: { id: a.id, status: a.status, auth_config_id: a.authConfig?.id } };
   },
 };
 

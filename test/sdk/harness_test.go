@@ -1,0 +1,288 @@
+package sdk_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/composio-guard/composio-guard/internal/apierror"
+	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/testproc"
+)
+
+// versions are the pinned SDKs in package.json: 0.8.0 has no client-side
+// guard on link(), 0.8.1 is the first with it, 0.21.0 speaks /api/v3.1.
+var versions = []string{"0.8.0", "0.8.1", "0.21.0"}
+
+// sdkGuards says whether the version's link() lists ACTIVE accounts itself
+// and refuses before any POST.
+func sdkGuards(version string) bool { return version != "0.8.0" }
+
+// apiPrefix is the path prefix the version calls.
+func apiPrefix(version string) string {
+	if version == "0.21.0" {
+		return "/api/v3.1"
+	}
+	return "/api/v3"
+}
+
+// stack is one fake Composio with one proxy in front of it.
+type stack struct {
+	fakeURL  string
+	proxyURL string
+	proxy    *testproc.Proc
+}
+
+// sdkDir is this folder: the Node project with sdk.mjs and node_modules.
+func sdkDir(t *testing.T) string {
+	t.Helper()
+	return filepath.Join(testproc.RepoRoot(t), "test", "sdk")
+}
+
+// requireNode fails (never skips: CI must run this suite) when node or the
+// pinned SDKs are missing.
+func requireNode(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Fatalf("node is not on PATH (%v): install Node.js (scripts/deps.sh does), then run `npm ci --prefix test/sdk`", err)
+	}
+	for _, pkg := range []string{"core080", "core081", "core0210"} {
+		if _, err := os.Stat(filepath.Join(sdkDir(t), "node_modules", pkg, "package.json")); err != nil {
+			t.Fatalf("the pinned SDKs are not installed (%v): run `npm ci --prefix test/sdk`", err)
+		}
+	}
+}
+
+// startStack builds and starts the fake and the proxy; proxyEnv adds GUARD_*
+// settings. Both processes die when the test ends.
+func startStack(t *testing.T, proxyEnv ...string) *stack {
+	t.Helper()
+	fakeBin := testproc.Build(t, "./cmd/fakecomposio")
+	proxyBin := testproc.Build(t, "./cmd/proxy")
+	fake := testproc.Start(t, fakeBin, nil, "-addr", "127.0.0.1:0")
+	fakeURL := "http://" + fake.Addr("addr")
+	env := append([]string{
+		"GUARD_UPSTREAM_URL=" + fakeURL,
+		"GUARD_LISTEN_ADDR=127.0.0.1:0",
+		"GUARD_ADMIN_ADDR=127.0.0.1:0",
+		"GUARD_MODE=enforce",
+		"GUARD_FAILURE_MODE=closed",
+		"GUARD_LOCK_BACKEND=memory",
+	}, proxyEnv...)
+	proxy := testproc.Start(t, proxyBin, env)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("proxy logs:\n%s", proxy.Logs())
+		}
+	})
+	return &stack{fakeURL: fakeURL, proxyURL: "http://" + proxy.Addr("proxy_addr"), proxy: proxy}
+}
+
+// call is one SDK call for sdk.mjs (see its header comment).
+type call struct {
+	Call          string `json:"call"`
+	UserID        string `json:"user_id,omitempty"`
+	AuthConfigID  string `json:"auth_config_id,omitempty"`
+	ID            string `json:"id,omitempty"`
+	OptIn         bool   `json:"opt_in,omitempty"`
+	AllowMultiple bool   `json:"allow_multiple,omitempty"`
+}
+
+// result is one line sdk.mjs printed: what the caller of the SDK could read.
+type result struct {
+	Call               string            `json:"call"`
+	OK                 bool              `json:"ok"`
+	ConnectedAccountID string            `json:"connected_account_id"`
+	RedirectURL        string            `json:"redirect_url"`
+	ErrorName          string            `json:"error_name"`
+	CauseName          string            `json:"cause_name"`
+	Message            string            `json:"message"`
+	Status             int               `json:"status"`
+	Body               json.RawMessage   `json:"body"`
+	Headers            map[string]string `json:"headers"`
+	Items              []listedAccount   `json:"items"`
+	Account            *listedAccount    `json:"account"`
+	Sent               []string          `json:"sent"`
+	BlockedEgress      []string          `json:"blocked_egress"`
+}
+
+type listedAccount struct {
+	ID           string `json:"id"`
+	Status       string `json:"status"`
+	AuthConfigID string `json:"auth_config_id"`
+}
+
+// envelope decodes the error body the caller holds; it fails the test when
+// the body is not Composio's envelope.
+func (r result) envelope(t *testing.T) apierror.Error {
+	t.Helper()
+	var env struct {
+		Error *apierror.Error `json:"error"`
+	}
+	if err := json.Unmarshal(r.Body, &env); err != nil || env.Error == nil {
+		t.Fatalf("%s: error body is not Composio's envelope (%v): %s", r.Call, err, r.Body)
+	}
+	return *env.Error
+}
+
+// posts counts the POSTs the SDK sent for this call whose path ends in suffix.
+func (r result) posts(suffix string) int {
+	n := 0
+	for _, s := range r.Sent {
+		if strings.HasPrefix(s, "POST ") && strings.HasSuffix(s, suffix) {
+			n++
+		}
+	}
+	return n
+}
+
+// runSDK runs sdk.mjs for one version with key as its API key and returns one
+// result per call. No request may have been aimed off the machine.
+func runSDK(t *testing.T, s *stack, version, key string, calls ...call) []result {
+	t.Helper()
+	arg, err := json.Marshal(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "sdk.mjs", version, string(arg))
+	cmd.Dir = sdkDir(t)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + t.TempDir(), // the SDK reads ~/.composio: start empty
+		"TELEMETRY_DISABLED=true",
+		"SDK_BASE_URL=" + s.proxyURL,
+		"SDK_API_KEY=" + key,
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node sdk.mjs %s: %v\nstdout:\n%s\nstderr:\n%s", version, err, stdout.String(), stderr.String())
+	}
+	var out []result
+	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		var r result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("sdk.mjs printed a line that is not JSON: %q", sc.Text())
+		}
+		out = append(out, r)
+	}
+	if len(out) != len(calls)+1 || out[len(out)-1].Call != "done" {
+		t.Fatalf("sdk.mjs printed %d lines for %d calls:\n%s\nstderr:\n%s", len(out), len(calls), stdout.String(), stderr.String())
+	}
+	if b := out[len(out)-1].BlockedEgress; len(b) > 0 {
+		t.Errorf("the SDK tried to reach the network off this machine: %v", b)
+	}
+	for _, r := range out[:len(calls)] {
+		t.Logf("%s: %s", version, mustJSON(r))
+	}
+	return out[:len(calls)]
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// fakeRequest is one entry of the fake's request log.
+type fakeRequest struct {
+	Method   string      `json:"method"`
+	Path     string      `json:"path"`
+	RawQuery string      `json:"raw_query"`
+	Route    string      `json:"route"`
+	Header   http.Header `json:"header"`
+	Body     string      `json:"body"`
+}
+
+func control(t *testing.T, s *stack, method, path string, body any, out any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.fakeURL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("fake control %s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("fake control %s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("fake control %s %s: %v: %s", method, path, err, b)
+		}
+	}
+}
+
+// seed stores an account for (key, user, authConfig) with status and returns it.
+func seed(t *testing.T, s *stack, key, user, authConfig, status string) composiotest.Account {
+	t.Helper()
+	var a composiotest.Account
+	control(t, s, http.MethodPost, "/_fake/accounts", composiotest.Account{
+		Credential: key, UserID: user, AuthConfigID: authConfig, Status: status,
+	}, &a)
+	return a
+}
+
+// accounts is what the upstream holds for key, oldest first.
+func accounts(t *testing.T, s *stack, key string) []composiotest.Account {
+	t.Helper()
+	var as []composiotest.Account
+	control(t, s, http.MethodGet, "/_fake/accounts?credential="+url.QueryEscape(key), nil, &as)
+	return as
+}
+
+// requests is what reached the upstream with key as x-api-key.
+func requests(t *testing.T, s *stack, key string) []fakeRequest {
+	t.Helper()
+	var all, mine []fakeRequest
+	control(t, s, http.MethodGet, "/_fake/requests", nil, &all)
+	for _, r := range all {
+		if r.Header.Get("X-Api-Key") == key {
+			mine = append(mine, r)
+		}
+	}
+	return mine
+}
+
+// count is how many requests of method on route reached the upstream with key.
+func count(reqs []fakeRequest, method, route string) int {
+	n := 0
+	for _, r := range reqs {
+		if r.Method == method && r.Route == route {
+			n++
+		}
+	}
+	return n
+}
+
+// keyFor makes a distinct test credential, hence a distinct fake project, per
+// case and version, so parallel cases never see each other's accounts.
+func keyFor(caseName, version string) string {
+	return fmt.Sprintf("test_key_%s_%s", caseName, strings.ReplaceAll(version, ".", "_"))
+}

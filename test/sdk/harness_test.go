@@ -115,6 +115,8 @@ type result struct {
 	Account            *listedAccount    `json:"account"`
 	Sent               []string          `json:"sent"`
 	BlockedEgress      []string          `json:"blocked_egress"`
+
+	line string // as printed, for the test log
 }
 
 type listedAccount struct {
@@ -175,7 +177,7 @@ func runSDK(t *testing.T, s *stack, version, key string, calls ...call) []result
 	sc := bufio.NewScanner(&stdout)
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 	for sc.Scan() {
-		var r result
+		r := result{line: sc.Text()}
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("sdk.mjs printed a line that is not JSON: %q", sc.Text())
 		}
@@ -188,14 +190,9 @@ func runSDK(t *testing.T, s *stack, version, key string, calls ...call) []result
 		t.Errorf("the SDK tried to reach the network off this machine: %v", b)
 	}
 	for _, r := range out[:len(calls)] {
-		t.Logf("%s: %s", version, mustJSON(r))
+		t.Log(r.line)
 	}
 	return out[:len(calls)]
-}
-
-func mustJSON(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 // fakeRequest is one entry of the fake's request log.

@@ -1,0 +1,178 @@
+package intercept
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/composio-guard/composio-guard/internal/apierror"
+)
+
+// captured is a guarded request's body as read.
+type captured struct {
+	raw   []byte    // the bytes as sent (compressed when gzip)
+	plain []byte    // the JSON the guard checks (raw, or raw decompressed)
+	gzip  bool      // Content-Encoding was gzip
+	tail  io.Reader // shadow mode only: the unread rest (body over the cap, or a read error)
+	read  bool      // reading began: r.Body is consumed, forward from these fields
+}
+
+func tooLarge(max int64) *badRequest {
+	return &badRequest{
+		status: http.StatusRequestEntityTooLarge, slug: apierror.SlugBodyTooLarge, code: apierror.CodeBodyTooLarge,
+		reason: ReasonBodyTooLarge, message: fmt.Sprintf("the request body is larger than %d bytes", max),
+		fix: "Send a smaller body; connected-account requests are a few hundred bytes.",
+	}
+}
+
+// readBody captures a guarded request's body within the byte cap, on the
+// wire and once decompressed. In enforce mode the cap is an
+// http.MaxBytesReader (the server then closes the connection instead of
+// draining a huge body); in shadow mode the unread rest is kept so the whole
+// body can still be forwarded.
+func readBody(w http.ResponseWriter, r *http.Request, max int64, enforce bool) (captured, *badRequest) {
+	var c captured
+	gz, br := encoding(r.Header)
+	if br != nil {
+		return c, br
+	}
+	c.gzip = gz
+	if r.Body == nil || r.Body == http.NoBody {
+		return c, bad(ReasonNotJSON, "the body is empty; a JSON object is required")
+	}
+	if enforce && r.ContentLength > max {
+		return c, tooLarge(max)
+	}
+	c.read = true
+	var src io.Reader
+	if enforce {
+		src = http.MaxBytesReader(w, r.Body, max)
+	} else {
+		src = io.LimitReader(r.Body, max+1)
+	}
+	raw, err := readAll(src, r.ContentLength, max)
+	c.raw = raw
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return c, tooLarge(max)
+		}
+		if !enforce {
+			c.tail = r.Body // forwarding hits the same error: the upstream never gets a cut body as whole
+		}
+		return c, bad(ReasonBodyRead, "the request body could not be read")
+	}
+	if int64(len(raw)) > max { // only in shadow mode, through the LimitReader
+		c.tail = r.Body
+		return c, tooLarge(max)
+	}
+	if !gz {
+		c.plain = raw
+		return c, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return c, bad(ReasonBadGzip, "the body is not valid gzip")
+	}
+	plain, err := readAll(io.LimitReader(zr, max+1), -1, max)
+	if err != nil {
+		return c, bad(ReasonBadGzip, "the body is not valid gzip")
+	}
+	if int64(len(plain)) > max {
+		return c, tooLarge(max)
+	}
+	c.plain = plain
+	return c, nil
+}
+
+// encoding reports whether the body is gzip; identity and none mean plain.
+func encoding(h http.Header) (gz bool, br *badRequest) {
+	n := 0
+	for _, v := range h.Values("Content-Encoding") {
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = strings.TrimSpace(tok)
+			switch {
+			case tok == "" || strings.EqualFold(tok, "identity") || strings.EqualFold(tok, "none"):
+			case strings.EqualFold(tok, "gzip") || strings.EqualFold(tok, "x-gzip"):
+				gz = true
+				n++
+			default:
+				n += 2
+			}
+		}
+	}
+	if n > 1 {
+		return false, &badRequest{
+			status: http.StatusBadRequest, slug: apierror.SlugUnsupportedEnc, code: apierror.CodeBadRequest,
+			reason: ReasonUnsupportedEnc, message: "the proxy can read request bodies sent plain or with Content-Encoding gzip only",
+			fix: "Send the body uncompressed or gzip-compressed (once).",
+		}
+	}
+	return gz, nil
+}
+
+// readAll reads r into one buffer sized from the Content-Length when known.
+func readAll(r io.Reader, hint, max int64) ([]byte, error) {
+	size := int64(512)
+	if hint > 0 {
+		size = min(hint, max) + 1 // +1 so a body of exactly hint bytes needs no growth to see EOF
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// optInHeader reports the X-Composio-Allow-Multiple header: present at all,
+// and set to true.
+func optInHeader(h http.Header) (present, on bool) {
+	vs := h.Values(apierror.HeaderAllowMultiple)
+	for _, v := range vs {
+		if strings.EqualFold(strings.TrimSpace(v), "true") {
+			on = true
+		}
+	}
+	return len(vs) > 0, on
+}
+
+// stripQuery removes every allow_multiple parameter from a raw query, every
+// other byte as sent; on is true when one of them is "true".
+func stripQuery(raw string) (out string, present, on bool) {
+	if !strings.Contains(raw, flagMember) && strings.IndexByte(raw, '%') < 0 {
+		return raw, false, false // fast path: the name cannot be there, even encoded
+	}
+	parts := strings.Split(raw, "&")
+	kept := parts[:0]
+	for _, part := range parts {
+		k, v, _ := strings.Cut(part, "=")
+		if dk, err := url.QueryUnescape(k); err == nil {
+			k = dk
+		}
+		if k != flagMember {
+			kept = append(kept, part)
+			continue
+		}
+		present = true
+		if dv, err := url.QueryUnescape(v); err == nil && strings.EqualFold(dv, "true") {
+			on = true
+		}
+	}
+	if !present {
+		return raw, false, false
+	}
+	return strings.Join(kept, "&"), true, on
+}

@@ -1,0 +1,538 @@
+// Package intercept owns the guarded routes: matching them on the canonical
+// path, capturing and parsing their bodies, the opt-in flag, the
+// duplicate-connection decision (per-key lock, lookup, pending-link leases)
+// and the answers the guard writes itself.
+package intercept
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/composio-guard/composio-guard/internal/apierror"
+	"github.com/composio-guard/composio-guard/internal/lock"
+	"github.com/composio-guard/composio-guard/internal/metrics"
+	"github.com/composio-guard/composio-guard/internal/reqscope"
+	"github.com/composio-guard/composio-guard/internal/upstream"
+)
+
+// Lister runs the guard's lookup: the caller's own list query, all pages.
+// A *upstream.StatusError is an answer to hand back to the caller (401, 403,
+// 429); any other error means the lookup could not run.
+type Lister interface {
+	List(ctx context.Context, q upstream.ListQuery) (upstream.ListResult, error)
+}
+
+// Config is the guard's policy. Zero values take the defaults of NewGuard.
+type Config struct {
+	Mode                string        // "enforce" | "shadow" | "off"
+	FailureMode         string        // "closed" | "open"
+	MaxBodyBytes        int64         // cap on a guarded body, on the wire and decompressed
+	LookupTimeout       time.Duration // bounds the whole lookup (all pages)
+	LockWait            time.Duration // longest wait for the per-key lock
+	LockTTL             time.Duration // > LookupTimeout + upstream timeout; guarded work runs under a context that ends before it
+	PendingAction       string        // "replay" | "reject" | "off"
+	PendingMaxTTL       time.Duration // cap on a lease's life (the link's expires_at otherwise)
+	AllowMultiple       string        // "flag" | "never"
+	MultipleAuthConfigs []string      // auth configs on which multiple accounts are always allowed
+	RetryAfterSeconds   int           // Retry-After on the proxy's 503s
+}
+
+// Guard serves the guarded routes.
+type Guard struct {
+	cfg     Config
+	lister  Lister
+	store   lock.Store
+	forward http.Handler
+	m       *metrics.Metrics
+	backend string
+	multi   map[string]struct{}
+	work    time.Duration // deadline of the guarded work, inside LockTTL
+}
+
+// NewGuard builds the guard. forward sends a request to Composio (the one
+// ReverseProxy); m may be nil in tests that do not read metrics.
+func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler, m *metrics.Metrics) *Guard {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defd := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.Mode, ModeEnforce)
+	def(&cfg.FailureMode, FailClosed)
+	def(&cfg.PendingAction, PendingReplay)
+	def(&cfg.AllowMultiple, AllowMultipleFlag)
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	defd(&cfg.LookupTimeout, 5*time.Second)
+	defd(&cfg.LockWait, 10*time.Second)
+	defd(&cfg.LockTTL, 60*time.Second)
+	defd(&cfg.PendingMaxTTL, 10*time.Minute)
+	if cfg.RetryAfterSeconds <= 0 {
+		cfg.RetryAfterSeconds = 1
+	}
+	if m == nil {
+		m = metrics.New(metrics.Build{})
+	}
+	g := &Guard{cfg: cfg, lister: lister, store: store, forward: forward, m: m,
+		backend: store.Backend(), multi: make(map[string]struct{}, len(cfg.MultipleAuthConfigs))}
+	for _, id := range cfg.MultipleAuthConfigs {
+		g.multi[id] = struct{}{}
+	}
+	// The work ends before the lock's TTL so that a Redis lock never lapses
+	// while its holder still acts on it.
+	g.work = cfg.LockTTL - min(cfg.LockTTL/10, time.Second)
+	return g
+}
+
+// ServeHTTP guards a request on a guarded route and forwards anything else
+// untouched. Router calls the guard directly without classifying twice.
+func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	route, prefix := Classify(r.Method, r.URL.EscapedPath())
+	if route != reqscope.RouteLink && route != reqscope.RouteCreate {
+		g.forward.ServeHTTP(w, r)
+		return
+	}
+	g.serve(w, r, route, prefix)
+}
+
+// call is one guarded request on its way through the guard.
+type call struct {
+	sc       *reqscope.Scope
+	log      *zap.Logger
+	route    string
+	prefix   string
+	in       guarded
+	key      string
+	lookup   time.Duration
+	leasesOn bool
+}
+
+func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix string) {
+	sc := reqscope.From(r.Context())
+	sc.Route = route
+	c := &call{sc: sc, log: sc.Logger, route: route, prefix: prefix}
+	if c.log == nil {
+		c.log = zap.NewNop()
+	}
+	if g.cfg.Mode == ModeOff {
+		g.decide(c, DecisionOff, ReasonModeOff, nil)
+		g.forward.ServeHTTP(w, r)
+		return
+	}
+	enforce := g.cfg.Mode == ModeEnforce
+
+	body, br := readBody(w, r, g.cfg.MaxBodyBytes, enforce)
+	if br == nil {
+		c.in, br = parseBody(route, body.plain)
+		if br == nil && c.in.flagFound && body.gzip {
+			br = &badRequest{
+				status: http.StatusBadRequest, slug: apierror.SlugBadRequest, code: apierror.CodeBadRequest,
+				reason: ReasonFlagInCompressed, message: "allow_multiple cannot be read from a compressed body: the proxy would have to change it",
+				fix: "Send the header " + apierror.HeaderAllowMultiple + ": true instead of the allow_multiple body member.",
+			}
+		}
+	}
+	if br != nil {
+		g.decide(c, DecisionInvalidRequest, br.reason, nil)
+		if enforce {
+			apierror.Write(w, &apierror.Error{Message: br.message, Code: br.code, Slug: br.slug, Status: br.status,
+				RequestID: sc.RequestID, SuggestedFix: br.fix}, apierror.Options{NoRetry: true})
+			return
+		}
+		g.forward.ServeHTTP(w, asSent(r, body)) // shadow: forward everything
+		return
+	}
+
+	out, headerOn, queryOn := outgoing(r, body, c.in)
+	optIn := headerOn || queryOn || c.in.flagOn
+	if optIn && g.cfg.AllowMultiple == AllowMultipleFlag {
+		g.decide(c, DecisionAllowedMultiple, ReasonOptIn, nil)
+		g.forward.ServeHTTP(w, out)
+		return
+	}
+	if _, ok := g.multi[c.in.AuthConfigID]; ok {
+		g.decide(c, DecisionAllowedMultiple, ReasonMultipleAllowed, nil)
+		g.forward.ServeHTTP(w, out)
+		return
+	}
+	c.leasesOn = route == reqscope.RouteLink && g.cfg.PendingAction != PendingOff
+	g.check(w, out, c)
+}
+
+// check runs the duplicate check under the per-key lock and answers or forwards.
+func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
+	ctx, cancel := context.WithTimeout(r.Context(), g.work)
+	defer cancel()
+	r = r.WithContext(ctx)
+	in := c.in
+	accountType := in.AccountType
+	if c.prefix == "/api/v3" {
+		accountType = accountPrivate // v3 has no account types: every account is private
+	}
+	cred := credential(r.Header)
+	c.key = lock.Key(cred, in.AuthConfigID, in.UserID, accountType)
+
+	lctx, lcancel := context.WithTimeout(ctx, g.cfg.LockWait)
+	start := time.Now()
+	unlock, err := g.store.Lock(lctx, c.key, g.cfg.LockTTL)
+	lcancel()
+	g.m.LockWait.WithLabelValues(g.backend).Observe(time.Since(start).Seconds())
+	if err != nil {
+		reason, label := ReasonLockError, lockErrLock
+		if errors.Is(err, lock.ErrTimeout) {
+			reason, label = ReasonLockTimeout, lockErrTimeout
+		}
+		g.m.LockErrors.WithLabelValues(g.backend, label).Inc()
+		g.fail(w, r, c, reason, err)
+		return
+	}
+	defer unlock()
+
+	q := upstream.ListQuery{
+		APIPrefix:    c.prefix,
+		UserID:       in.UserID,
+		AuthConfigID: in.AuthConfigID,
+		Statuses:     []string{upstream.StatusActive, upstream.StatusInitiated},
+		Header:       listHeader(r.Header, c.sc.RequestID),
+	}
+	if accountType == accountShared {
+		q.AccountType = accountShared
+	}
+	qctx, qcancel := context.WithTimeout(ctx, g.cfg.LookupTimeout)
+	start = time.Now()
+	res, err := g.lister.List(qctx, q)
+	qcancel()
+	c.lookup = time.Since(start)
+	c.sc.LookupNanos.Add(int64(c.lookup))
+	if err != nil {
+		if se, ok := errors.AsType[*upstream.StatusError](err); ok {
+			g.decide(c, DecisionLookupRefused, ReasonLookupStatus, nil)
+			if g.cfg.Mode == ModeEnforce {
+				writeStatusError(w, se, c.sc.RequestID)
+				return
+			}
+			g.forwardGuarded(w, r, c)
+			return
+		}
+		reason := ReasonLookupError
+		if errors.Is(err, context.DeadlineExceeded) {
+			reason = ReasonLookupTimeout
+		}
+		g.fail(w, r, c, reason, err)
+		return
+	}
+
+	var active []string
+	initiated := false
+	for _, a := range res.Items {
+		// The filter is the upstream's; the decision is ours.
+		if a.UserID != in.UserID || a.AuthConfigID != in.AuthConfigID {
+			continue
+		}
+		switch a.Status {
+		case upstream.StatusActive:
+			active = append(active, a.ID)
+		case upstream.StatusInitiated:
+			initiated = true
+		}
+	}
+
+	var lease lock.Lease
+	haveLease := false
+	if c.leasesOn {
+		lease, haveLease, err = g.store.GetLease(ctx, c.key)
+		if err != nil {
+			g.m.LockErrors.WithLabelValues(g.backend, lockErrLeaseGet).Inc()
+			g.fail(w, r, c, ReasonLeaseError, err)
+			return
+		}
+	}
+
+	if len(active) > 0 {
+		if haveLease {
+			g.dropLease(ctx, c)
+		}
+		g.decide(c, DecisionRejectedDuplicate, ReasonActiveAccount, nil)
+		if g.cfg.Mode == ModeEnforce {
+			apierror.Write(w, &apierror.Error{
+				Message: fmt.Sprintf("User %q already has an ACTIVE connected account on auth config %q.", in.UserID, in.AuthConfigID),
+				Code:    apierror.CodeMultipleAccounts, Slug: apierror.SlugMultipleAccounts, Status: http.StatusConflict,
+				RequestID: c.sc.RequestID,
+				SuggestedFix: "Use the existing connected account, or, to create another one on purpose, send the header " +
+					apierror.HeaderAllowMultiple + ": true.",
+				ExistingAccountIDs: active, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
+			}, apierror.Options{NoRetry: true})
+			return
+		}
+		g.forwardGuarded(w, r, c)
+		return
+	}
+
+	reason := ReasonNoAccount
+	if initiated {
+		reason = ReasonInitiatedUntracked
+	}
+	if haveLease {
+		if pendingIn(res.Items, lease.AccountID, in) {
+			g.m.Leases.WithLabelValues(leaseHit).Inc()
+			g.pending(w, r, c, lease)
+			return
+		}
+		g.dropLease(ctx, c)
+		reason = ReasonLeaseStale
+	} else if c.leasesOn {
+		g.m.Leases.WithLabelValues(leaseMiss).Inc()
+	}
+	g.decide(c, DecisionAllowed, reason, nil)
+	g.forwardGuarded(w, r, c)
+}
+
+// pending answers a repeat while the first link's account is still INITIATED.
+func (g *Guard) pending(w http.ResponseWriter, r *http.Request, c *call, l lock.Lease) {
+	if g.cfg.PendingAction == PendingReject {
+		g.decide(c, DecisionRejectedPending, ReasonPendingLink, nil)
+		if g.cfg.Mode != ModeEnforce {
+			g.forwardGuarded(w, r, c)
+			return
+		}
+		apierror.Write(w, &apierror.Error{
+			Message: fmt.Sprintf("A connection link for user %q on auth config %q is still pending: connected account %s is INITIATED.",
+				c.in.UserID, c.in.AuthConfigID, l.AccountID),
+			Code: apierror.CodeLinkPending, Slug: apierror.SlugLinkPending, Status: http.StatusConflict,
+			RequestID: c.sc.RequestID,
+			SuggestedFix: "Let the user finish the pending link (or wait until it expires), or send the header " +
+				apierror.HeaderAllowMultiple + ": true to create another one.",
+			ExistingAccountIDs: []string{l.AccountID}, UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
+		}, apierror.Options{NoRetry: true})
+		return
+	}
+	g.decide(c, DecisionReplayedPending, ReasonPendingLink, nil)
+	if g.cfg.Mode != ModeEnforce {
+		g.forwardGuarded(w, r, c)
+		return
+	}
+	h := w.Header()
+	if l.ContentType != "" {
+		h.Set("Content-Type", l.ContentType)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(l.Body)))
+	h.Set(apierror.HeaderGuard, "replayed")
+	h.Set(apierror.HeaderRequestID, c.sc.RequestID)
+	w.WriteHeader(l.Status)
+	_, _ = w.Write(l.Body)
+}
+
+// fail handles a check that could not run, by the failure mode.
+func (g *Guard) fail(w http.ResponseWriter, r *http.Request, c *call, reason string, err error) {
+	if g.cfg.FailureMode == FailOpen {
+		g.decide(c, DecisionFailedOpen, reason, err)
+		g.forwardGuarded(w, r, c)
+		return
+	}
+	g.decide(c, DecisionFailedClosed, reason, err)
+	if g.cfg.Mode != ModeEnforce {
+		g.forwardGuarded(w, r, c)
+		return
+	}
+	// x-should-retry is not forced: the clients' own retry of a 503 is welcome.
+	apierror.Write(w, &apierror.Error{
+		Message: "The duplicate-connection check could not run, so the request was not sent to Composio.",
+		Code:    apierror.CodeGuardUnavailable, Slug: apierror.SlugGuardUnavailable, Status: http.StatusServiceUnavailable,
+		RequestID:    c.sc.RequestID,
+		SuggestedFix: "Retry after the Retry-After delay.",
+	}, apierror.Options{RetryAfterSeconds: g.cfg.RetryAfterSeconds})
+}
+
+// forwardGuarded forwards a checked request and, for a link, keeps its 2xx
+// answer as the key's pending lease.
+func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) {
+	if !c.leasesOn {
+		g.forward.ServeHTTP(w, r)
+		return
+	}
+	cw := &captureWriter{ResponseWriter: w}
+	g.forward.ServeHTTP(cw, r)
+	if cw.status < 200 || cw.status > 299 || cw.truncated {
+		return
+	}
+	body := cw.body
+	switch enc := strings.TrimSpace(cw.Header().Get("Content-Encoding")); {
+	case enc == "" || strings.EqualFold(enc, "identity"):
+	case strings.EqualFold(enc, "gzip"):
+		// Kept decompressed: a replay is sent without Content-Encoding.
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		if body, err = io.ReadAll(io.LimitReader(zr, leaseBodyCap+1)); err != nil || len(body) > leaseBodyCap {
+			return
+		}
+	default:
+		return
+	}
+	id, expires := linkAnswer(body)
+	if id == "" {
+		return
+	}
+	now := time.Now()
+	if limit := now.Add(g.cfg.PendingMaxTTL); expires.IsZero() || expires.After(limit) {
+		expires = limit
+	}
+	l := lock.Lease{AccountID: id, Status: cw.status, ContentType: cw.Header().Get("Content-Type"), Body: body, ExpiresAt: expires}
+	if err := g.store.PutLease(r.Context(), c.key, l); err != nil {
+		g.m.LockErrors.WithLabelValues(g.backend, lockErrLeasePut).Inc()
+		c.log.Warn("pending-link lease not stored", zap.String("route", c.route), zap.Error(err))
+		return
+	}
+	g.m.Leases.WithLabelValues(leaseStored).Inc()
+}
+
+func (g *Guard) dropLease(ctx context.Context, c *call) {
+	g.m.Leases.WithLabelValues(leaseStale).Inc()
+	if err := g.store.DropLease(ctx, c.key); err != nil {
+		g.m.LockErrors.WithLabelValues(g.backend, lockErrLeaseDrop).Inc()
+		c.log.Warn("stale pending-link lease not dropped", zap.String("route", c.route), zap.Error(err))
+	}
+}
+
+// decide records, counts and logs one decision.
+func (g *Guard) decide(c *call, decision, reason string, err error) {
+	c.sc.Decision, c.sc.Reason = decision, reason
+	g.m.Decisions.WithLabelValues(c.route, decision, g.cfg.Mode).Inc()
+	fields := []zap.Field{
+		zap.String("route", c.route), zap.String("decision", decision), zap.String("reason", reason),
+		zap.String("mode", g.cfg.Mode), zap.Duration("lookup_duration", c.lookup),
+	}
+	if decision == DecisionFailedOpen || decision == DecisionFailedClosed {
+		c.log.Warn("guard decision", append(fields, zap.Error(err))...)
+		return
+	}
+	c.log.Info("guard decision", fields...)
+}
+
+// pendingIn reports whether the lease's account is listed as INITIATED for
+// this user and auth config.
+func pendingIn(items []upstream.Account, id string, in guarded) bool {
+	for _, a := range items {
+		if a.ID == id && a.Status == upstream.StatusInitiated && a.UserID == in.UserID && a.AuthConfigID == in.AuthConfigID {
+			return true
+		}
+	}
+	return false
+}
+
+// Credential headers: exactly one scheme per request reaches Composio.
+var credentialHeaders = []string{"X-Api-Key", "X-User-Api-Key", "X-Org-Id", "X-Project-Id", "X-Org-Api-Key"}
+
+// credential joins the caller's credential header values into the lock key's
+// credential part (hashed by lock.Key, never stored or logged).
+func credential(h http.Header) string {
+	var b strings.Builder
+	for _, name := range credentialHeaders {
+		for _, v := range h[name] {
+			b.WriteString(name)
+			b.WriteByte(0)
+			b.WriteString(v)
+			b.WriteByte(0)
+		}
+	}
+	return b.String()
+}
+
+// listHeader copies only the caller's credential headers, unchanged, and the request id.
+func listHeader(h http.Header, requestID string) http.Header {
+	out := make(http.Header, 3)
+	for _, name := range credentialHeaders {
+		if vs := h[name]; len(vs) > 0 {
+			out[name] = append([]string(nil), vs...)
+		}
+	}
+	if requestID != "" {
+		out.Set(apierror.HeaderRequestID, requestID)
+	}
+	return out
+}
+
+// writeStatusError hands a refused lookup's answer back as the upstream sent it.
+func writeStatusError(w http.ResponseWriter, se *upstream.StatusError, requestID string) {
+	h := w.Header()
+	for k, vs := range se.Header {
+		switch http.CanonicalHeaderKey(k) {
+		case "Connection", "Keep-Alive", "Transfer-Encoding", "Content-Length", "Content-Encoding", "Trailer", "Upgrade":
+			continue
+		}
+		h[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	h.Set("Content-Length", strconv.Itoa(len(se.Body)))
+	if requestID != "" {
+		h.Set(apierror.HeaderRequestID, requestID)
+	}
+	w.WriteHeader(se.StatusCode)
+	_, _ = w.Write(se.Body)
+}
+
+// outgoing is the request to forward after a successful parse: the opt-in
+// flag gone from header, query and body, and the body restored.
+func outgoing(r *http.Request, body captured, in guarded) (out *http.Request, headerOn, queryOn bool) {
+	out = r.WithContext(r.Context()) // shallow copy: the caller's request stays as received
+	out.Header = r.Header.Clone()
+	var headerSeen bool
+	if headerSeen, headerOn = optInHeader(r.Header); headerSeen {
+		out.Header.Del(apierror.HeaderAllowMultiple)
+	}
+	if q, seen, on := stripQuery(r.URL.RawQuery); seen {
+		u := *r.URL
+		u.RawQuery, u.ForceQuery = q, false
+		out.URL, queryOn = &u, on
+	}
+	b := body.raw
+	if in.flagFound { // never with gzip: that is refused before
+		b = stripFlag(body.raw, in.flag)
+	}
+	setBody(out, b)
+	return out, headerOn, queryOn
+}
+
+// asSent restores a body the guard read, unchanged, for a shadow-mode forward.
+func asSent(r *http.Request, body captured) *http.Request {
+	if !body.read {
+		return r
+	}
+	out := r.WithContext(r.Context())
+	if body.tail != nil {
+		out.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body.raw), body.tail))
+		out.GetBody = nil
+		return out
+	}
+	out.Header = r.Header.Clone()
+	setBody(out, body.raw)
+	return out
+}
+
+// setBody installs b as the request body, with a matching length.
+func setBody(r *http.Request, b []byte) {
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	r.ContentLength = int64(len(b))
+	r.TransferEncoding = nil
+	r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	if len(b) == 0 {
+		r.Body, r.GetBody = http.NoBody, nil
+	}
+}

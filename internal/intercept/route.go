@@ -1,0 +1,120 @@
+package intercept
+
+import (
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/composio-guard/composio-guard/internal/reqscope"
+)
+
+// canonicalPath is the path the matcher compares: percent-decoded once,
+// "//", "/./" and "/../" resolved, no trailing slash. ok is false for a path
+// that does not decode (net/http refuses those before we see them).
+func canonicalPath(escaped string) (string, bool) {
+	p := escaped
+	if strings.IndexByte(p, '%') >= 0 {
+		var err error
+		if p, err = url.PathUnescape(p); err != nil {
+			return "", false
+		}
+	}
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	return path.Clean(p), true // Clean does not allocate for a path already clean
+}
+
+// Classify matches the canonical path: it returns a reqscope.Route* constant
+// and the API prefix ("/api/v3", "/api/v3.1", "/api/v3.7"...), "" for
+// pass-through. Matching ignores case, as a case-insensitive upstream router
+// would, so no spelling slips past the guard.
+func Classify(method, escapedPath string) (route, apiPrefix string) {
+	if method != http.MethodPost && method != http.MethodPatch {
+		return reqscope.RoutePassthrough, ""
+	}
+	p, ok := canonicalPath(escapedPath)
+	if !ok {
+		return reqscope.RoutePassthrough, ""
+	}
+	prefix, rest, ok := splitPrefix(p)
+	if !ok {
+		return reqscope.RoutePassthrough, ""
+	}
+	seg1, rest := cut(rest)
+	seg2, rest := cut(rest)
+	switch {
+	case method == http.MethodPost && strings.EqualFold(seg1, "connected_accounts"):
+		switch {
+		case seg2 == "" && rest == "":
+			return reqscope.RouteCreate, prefix
+		case strings.EqualFold(seg2, "link") && rest == "":
+			return reqscope.RouteLink, prefix
+		}
+	case strings.EqualFold(seg1, "tool_router") && (strings.EqualFold(seg2, "session") || strings.EqualFold(seg2, "sessions")):
+		// The wire uses "session"; the changelog once wrote "sessions": label both.
+		id, more := cut(rest)
+		switch {
+		case method == http.MethodPost && id == "":
+			return reqscope.RouteSessionCreate, prefix
+		case method == http.MethodPatch && id != "" && more == "":
+			return reqscope.RouteSessionUpdate, prefix
+		}
+	}
+	return reqscope.RoutePassthrough, ""
+}
+
+// splitPrefix splits "/api/v3[.N]/rest" into the lower-case prefix and "rest".
+func splitPrefix(p string) (prefix, rest string, ok bool) {
+	const base = "/api/v3"
+	if len(p) < len(base) || !strings.EqualFold(p[:len(base)], base) {
+		return "", "", false
+	}
+	i := len(base)
+	if i < len(p) && p[i] == '.' {
+		j := i + 1
+		for j < len(p) && p[j] >= '0' && p[j] <= '9' {
+			j++
+		}
+		if j == i+1 {
+			return "", "", false
+		}
+		i = j
+	}
+	if i == len(p) {
+		return "", "", false // the bare prefix is no route of ours
+	}
+	if p[i] != '/' {
+		return "", "", false
+	}
+	if i == len(base) {
+		prefix = base
+	} else {
+		prefix = base + p[len(base):i]
+	}
+	return prefix, p[i+1:], true
+}
+
+// cut returns the first segment of s and what follows its slash.
+func cut(s string) (seg, rest string) {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// Router labels every request's route in its scope, sends the guarded routes
+// (POST link, POST legacy create) to g and everything else, Tool Router
+// session routes included for now, to passthrough.
+func Router(g *Guard, passthrough http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		route, prefix := Classify(r.Method, r.URL.EscapedPath())
+		reqscope.From(r.Context()).Route = route
+		if route == reqscope.RouteLink || route == reqscope.RouteCreate {
+			g.serve(w, r, route, prefix)
+			return
+		}
+		passthrough.ServeHTTP(w, r)
+	})
+}

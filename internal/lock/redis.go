@@ -26,13 +26,15 @@ const (
 	DefaultRedisPingInterval = 5 * time.Second
 )
 
-// Reasons of metrics.LockErrors{backend="redis"}: a closed set.
+// Reasons of metrics.LockErrors{backend="redis"} counted by the backend: a
+// closed set, distinct from the reasons the guard counts (timeout, error,
+// lease_get...), which say what a request could not do.
 const (
-	RedisErrTimeout     = "timeout"     // the per-call timeout passed (Redis slow or unreachable)
-	RedisErrUnavailable = "unavailable" // no connection: refused, reset, closed client
-	RedisErrServer      = "server"      // Redis answered with an error (LOADING, READONLY, OOM, NOAUTH...)
-	RedisErrLost        = "lost"        // a release found the lock expired or taken by another holder
-	RedisErrDecode      = "decode"      // a stored lease could not be decoded (dropped, read as a miss)
+	RedisErrTimeout     = "call_timeout" // the per-call timeout passed (Redis slow or unreachable)
+	RedisErrUnavailable = "unavailable"  // no connection: refused, reset, closed client
+	RedisErrServer      = "server_error" // Redis answered with an error (LOADING, READONLY, OOM, NOAUTH...)
+	RedisErrLost        = "release_lost" // a release found the lock expired or taken by another holder
+	RedisErrDecode      = "lease_decode" // a stored lease could not be decoded (dropped, read as a miss)
 )
 
 // Lock wait back-off: short first, so an uncontended hand-over is quick, then

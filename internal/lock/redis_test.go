@@ -158,14 +158,14 @@ func TestRedisReleaseChecksToken(t *testing.T) {
 		t.Fatalf("the old holder's Unlock freed the new holder's lock (Lock got %v)", err)
 	}
 	if got := lockErrs(t, m, lock.RedisErrLost); got != 1 {
-		t.Fatalf("lock_errors_total{reason=lost} = %v, want 1", got)
+		t.Fatalf("lock_errors_total{reason=release_lost} = %v, want 1", got)
 	}
 	newHolder()
 	if mr.Exists(prefix + "lock:" + k) {
 		t.Fatal("lock key still present after its holder released it")
 	}
 	if got := lockErrs(t, m, lock.RedisErrLost); got != 1 {
-		t.Fatalf("lock_errors_total{reason=lost} = %v after a clean release, want 1", got)
+		t.Fatalf("lock_errors_total{reason=release_lost} = %v after a clean release, want 1", got)
 	}
 }
 
@@ -210,7 +210,7 @@ func TestRedisUndecodableLeaseIsAMiss(t *testing.T) {
 		t.Fatal("undecodable lease left in Redis")
 	}
 	if got := lockErrs(t, m, lock.RedisErrDecode); got != 1 {
-		t.Fatalf("lock_errors_total{reason=decode} = %v, want 1", got)
+		t.Fatalf("lock_errors_total{reason=lease_decode} = %v, want 1", got)
 	}
 }
 
@@ -451,7 +451,7 @@ func TestRedisSlowTimesOut(t *testing.T) {
 		})
 	}
 	if got := lockErrs(t, m, lock.RedisErrTimeout); got < float64(len(ops)) {
-		t.Fatalf("lock_errors_total{reason=timeout} = %v, want >= %d", got, len(ops))
+		t.Fatalf("lock_errors_total{reason=call_timeout} = %v, want >= %d", got, len(ops))
 	}
 }
 

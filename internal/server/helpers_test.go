@@ -71,7 +71,7 @@ func (l *logBuf) accessLine(t *testing.T, id string) map[string]any {
 	}
 }
 
-func testConfig(t *testing.T, env map[string]string) config.Config {
+func testConfig(t testing.TB, env map[string]string) config.Config {
 	t.Helper()
 	base := map[string]string{
 		"GUARD_LISTEN_ADDR": "127.0.0.1:0",

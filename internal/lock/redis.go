@@ -79,6 +79,8 @@ type Redis struct {
 	m       *metrics.Metrics
 
 	stop      chan struct{}
+	mu        sync.Mutex     // guards closed against wg.Add racing Close's wg.Wait
+	closed    bool
 	wg        sync.WaitGroup // the pinger and abandoned-lock cleanups
 	closeOnce sync.Once
 	closeErr  error
@@ -159,6 +161,9 @@ func (r *Redis) Backend() string { return "redis" }
 // Close stops the pinger and closes the connection pool. Safe to call twice.
 func (r *Redis) Close() error {
 	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		r.mu.Unlock()
 		close(r.stop)
 		r.wg.Wait()
 		if err := r.client.Close(); err != nil {
@@ -264,12 +269,13 @@ func (r *Redis) unlocker(k, token string) Unlock {
 // abandon releases, in the background and uncounted, a lock whose SET had an
 // unknown outcome. It runs after the caller has gone on, bounded by the timeout.
 func (r *Redis) abandon(k, token string) {
-	select {
-	case <-r.stop:
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
 		return
-	default:
 	}
 	r.wg.Add(1)
+	r.mu.Unlock()
 	go func() {
 		defer r.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout)

@@ -245,13 +245,24 @@ func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, r
 	case code >= 300:
 		return "", fmt.Errorf("%w: %d: %w", ErrUnexpectedStatus, code, errAnswered)
 	}
-	lr := &io.LimitedReader{R: resp.Body, N: MaxListAnswerBytes + 1}
-	dec := json.NewDecoder(lr)
-	var p listPage
-	if err := dec.Decode(&p); err != nil {
+	next, err := decodePage(resp.Body, res)
+	if err != nil {
 		if ce := ctx.Err(); ce != nil {
 			return "", fmt.Errorf("reading the answer: %w: %w", ce, err)
 		}
+		return "", err
+	}
+	return next, nil
+}
+
+// decodePage reads one list answer, appends its items to res and returns
+// the next cursor ("" on the last page). Anything but the expected JSON is
+// ErrBadAnswer.
+func decodePage(body io.Reader, res *ListResult) (string, error) {
+	lr := &io.LimitedReader{R: body, N: MaxListAnswerBytes + 1}
+	dec := json.NewDecoder(lr)
+	var p listPage
+	if err := dec.Decode(&p); err != nil {
 		if lr.N <= 0 {
 			return "", fmt.Errorf("%w: larger than %d bytes", ErrBadAnswer, MaxListAnswerBytes)
 		}
@@ -263,9 +274,11 @@ func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, r
 	if p.Items == nil {
 		return "", fmt.Errorf("%w: no items", ErrBadAnswer)
 	}
+	n := len(res.Items)
 	for i, it := range *p.Items {
 		// An item the guard cannot attribute would be a silent miss.
 		if it.ID == "" || it.Status == "" || it.UserID == "" || it.AuthConfig.ID == "" {
+			res.Items = res.Items[:n]
 			return "", fmt.Errorf("%w: item %d lacks id, status, user_id or auth_config.id", ErrBadAnswer, i)
 		}
 		res.Items = append(res.Items, Account{ID: it.ID, Status: it.Status, UserID: it.UserID, AuthConfigID: it.AuthConfig.ID})

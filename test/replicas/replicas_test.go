@@ -95,7 +95,7 @@ func start(t *testing.T, failureModes ...string) *cluster {
 			"GUARD_REDIS_URL=" + c.redis.URL(),
 			"GUARD_REDIS_TIMEOUT=500ms",
 			"GUARD_LOOKUP_TIMEOUT=" + lookupTimeout.String(),
-			"GUARD_LOG_LEVEL=warn",
+			"GUARD_LOG_LEVEL=info", // the "listening" line is logged at info
 			"GUARD_DRAIN_DELAY=0s",
 		})
 		r := &replica{
@@ -190,6 +190,27 @@ func (c *cluster) linksForwarded(t *testing.T, user string) int {
 	return n
 }
 
+// fault sets (or, with an empty body, clears) a fault of the fake on route.
+func (c *cluster) fault(t *testing.T, route, body string) {
+	t.Helper()
+	method := http.MethodPut
+	if body == "" {
+		method = http.MethodDelete
+	}
+	req, err := http.NewRequest(method, c.fakeURL+"/_fake/faults/"+route, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s fault %s: %v", method, route, err)
+	}
+	res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		t.Fatalf("%s fault %s: %d", method, route, res.StatusCode)
+	}
+}
+
 // metric sums the samples of name whose labels contain every given pair.
 func (c *cluster) metric(t *testing.T, r *replica, name string, labels ...string) float64 {
 	t.Helper()
@@ -279,8 +300,11 @@ func assertOneAccount(t *testing.T, c *cluster, user string, answers []answer) {
 		t.Fatalf("first answer's redirect_url %q, the fake's account says %q", redirect, account.RedirectURL)
 	}
 	perReplica := map[string]int{}
+	kinds := map[string]int{}
+	defer func() { t.Logf("%s: answers %v", user, kinds) }()
 	for _, a := range answers {
 		perReplica[a.replica]++
+		kinds[fmt.Sprintf("%d %s%s", a.status, a.header.Get(apierror.HeaderGuard), a.slug())]++
 		switch {
 		case a.status == http.StatusCreated && a.header.Get(apierror.HeaderGuard) == "replayed":
 			if got := a.redirectURL(); got != redirect {
@@ -321,7 +345,53 @@ func TestReplicasShareTheGuard(t *testing.T) {
 		return
 	}
 
-	c.redis.Kill()
+	t.Run("redis killed mid-burst", func(t *testing.T) {
+		// A slow link keeps the first caller inside its guarded create while
+		// Redis dies; the callers still waiting for the lock must fail closed.
+		c.fault(t, composiotest.RouteLink, `{"latency":"300ms"}`)
+		defer c.fault(t, composiotest.RouteLink, "")
+		const user = "user_midrun"
+		answers := make([]answer, concurrent)
+		var wg sync.WaitGroup
+		for i := range concurrent {
+			wg.Go(func() { answers[i] = c.link(t, closed[i%len(closed)], user) })
+		}
+		time.Sleep(100 * time.Millisecond)
+		c.redis.Kill()
+		wg.Wait()
+
+		accounts := len(c.accounts(t, user))
+		if accounts > 1 {
+			t.Fatalf("%d accounts upstream for %s, want at most 1", accounts, user)
+		}
+		if n := c.linksForwarded(t, user); n != accounts {
+			t.Fatalf("%d links forwarded, %d accounts", n, accounts)
+		}
+		kinds := map[string]int{}
+		for _, a := range answers {
+			guard := a.header.Get(apierror.HeaderGuard)
+			kinds[fmt.Sprintf("%d %s%s", a.status, guard, a.slug())]++
+			switch {
+			case a.status == http.StatusCreated && guard != "replayed":
+				accounts-- // one per account created
+			case a.status == http.StatusCreated, a.status == http.StatusConflict:
+			case a.status == http.StatusServiceUnavailable:
+				if a.header.Get("Retry-After") == "" || a.slug() != apierror.SlugGuardUnavailable {
+					t.Errorf("503 without Retry-After or with slug %q: %v", a.slug(), a)
+				}
+			default:
+				t.Errorf("unexpected answer %v", a)
+			}
+		}
+		t.Logf("%s: answers %v", user, kinds)
+		if accounts != 0 {
+			t.Errorf("forwarded 201s do not match the accounts created: %v", kinds)
+		}
+		if kinds[fmt.Sprintf("%d %s", http.StatusServiceUnavailable, apierror.SlugGuardUnavailable)] == 0 {
+			t.Errorf("no caller saw Redis go away (no 503): %v", kinds)
+		}
+	})
+	c.redis.Kill() // already dead unless the subtest above stopped early
 
 	t.Run("redis down, closed", func(t *testing.T) {
 		for i, r := range closed {

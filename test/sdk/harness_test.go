@@ -254,6 +254,15 @@ func accounts(t *testing.T, s *stack, key string) []composiotest.Account {
 	return as
 }
 
+// ids lists the accounts' ids and statuses, for failure messages.
+func ids(as []composiotest.Account) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.ID + ":" + a.Status
+	}
+	return out
+}
+
 // requests is what reached the upstream with key as x-api-key.
 func requests(t *testing.T, s *stack, key string) []fakeRequest {
 	t.Helper()

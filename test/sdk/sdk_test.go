@@ -54,7 +54,7 @@ func caseFreshLink(t *testing.T, s *stack, version, key string) {
 	}
 	held := accounts(t, s, key)
 	if len(held) != 1 {
-		t.Fatalf("upstream holds %d accounts, want 1: %+v", len(held), held)
+		t.Fatalf("upstream holds %d accounts, want 1: %v", len(held), ids(held))
 	}
 	a := held[0]
 	if r.ConnectedAccountID != a.ID || r.RedirectURL != a.RedirectURL || r.RedirectURL == "" {
@@ -152,7 +152,7 @@ func caseOptIn(t *testing.T, s *stack, version, key string) {
 		}
 	}
 	if len(held) != 4 {
-		t.Errorf("upstream holds %d accounts, want 4 (2 seeded + 2 opted in)", len(held))
+		t.Errorf("upstream holds %v, want 4 accounts (2 seeded + 2 opted in)", ids(held))
 	}
 	for _, r := range requests(t, s, key) {
 		if v := r.Header.Values(apierror.HeaderAllowMultiple); len(v) > 0 {
@@ -179,7 +179,7 @@ func casePendingReplay(t *testing.T, s *stack, version, key string) {
 		t.Errorf("second link(): the SDK sent %d POSTs (%v), want 1", n, second.Sent)
 	}
 	if held := accounts(t, s, key); len(held) != 1 {
-		t.Errorf("upstream holds %d accounts, want 1: %+v", len(held), held)
+		t.Errorf("upstream holds %d accounts, want 1: %v", len(held), ids(held))
 	}
 	if n := count(requests(t, s, key), http.MethodPost, composiotest.RouteLink); n != 1 {
 		t.Errorf("link POSTs at the upstream = %d, want 1", n)

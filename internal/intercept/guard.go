@@ -208,7 +208,7 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 		APIPrefix:    c.prefix,
 		UserID:       in.UserID,
 		AuthConfigID: in.AuthConfigID,
-		Statuses:     []string{upstream.StatusActive, upstream.StatusInitiated},
+		Statuses:     lookupStatuses,
 		Header:       listHeader(r.Header, c.sc.RequestID),
 	}
 	if accountType == accountShared {
@@ -415,15 +415,21 @@ func (g *Guard) dropLease(ctx context.Context, c *call) {
 func (g *Guard) decide(c *call, decision, reason string, err error) {
 	c.sc.Decision, c.sc.Reason = decision, reason
 	g.m.Decisions.WithLabelValues(c.route, decision, g.cfg.Mode).Inc()
-	fields := []zap.Field{
-		zap.String("route", c.route), zap.String("decision", decision), zap.String("reason", reason),
-		zap.String("mode", g.cfg.Mode), zap.Duration("lookup_duration", c.lookup),
-	}
+	level := zap.InfoLevel
 	if decision == DecisionFailedOpen || decision == DecisionFailedClosed {
-		c.log.Warn("guard decision", append(fields, zap.Error(err))...)
-		return
+		level = zap.WarnLevel
 	}
-	c.log.Info("guard decision", fields...)
+	// Check first: the fields are only built when the line will be written.
+	if ce := c.log.Check(level, "guard decision"); ce != nil {
+		fields := []zap.Field{
+			zap.String("route", c.route), zap.String("decision", decision), zap.String("reason", reason),
+			zap.String("mode", g.cfg.Mode), zap.Duration("lookup_duration", c.lookup),
+		}
+		if err != nil {
+			fields = append(fields, zap.Error(err))
+		}
+		ce.Write(fields...)
+	}
 }
 
 // pendingIn reports whether the lease's account is listed as INITIATED for
@@ -436,6 +442,9 @@ func pendingIn(items []upstream.Account, id string, in guarded) bool {
 	}
 	return false
 }
+
+// lookupStatuses is shared by every query; listers only read it.
+var lookupStatuses = []string{upstream.StatusActive, upstream.StatusInitiated}
 
 // Credential headers: exactly one scheme per request reaches Composio.
 var credentialHeaders = []string{"X-Api-Key", "X-User-Api-Key", "X-Org-Id", "X-Project-Id", "X-Org-Api-Key"}

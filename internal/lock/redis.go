@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
 
 	"github.com/composio-guard/composio-guard/internal/metrics"
 )
@@ -68,6 +69,17 @@ type RedisOptions struct {
 	// PingInterval is how often a background PING refreshes BackendUp while
 	// no request touches Redis; default DefaultRedisPingInterval, < 0 disables.
 	PingInterval time.Duration
+	// Logger receives the Redis client's own messages (dial failures...) at
+	// debug level; nil drops them. Failures reach callers as errors anyway.
+	Logger *zap.Logger
+}
+
+// redisLog turns go-redis's printf logging into zap lines, so that stderr
+// stays JSON. go-redis has one process-wide logger: the last store opened sets it.
+type redisLog struct{ l *zap.Logger }
+
+func (r redisLog) Printf(_ context.Context, format string, v ...any) {
+	r.l.Debug("redis client", zap.String("detail", fmt.Sprintf(format, v...)))
 }
 
 // Redis is the Store shared by several replicas. NewRedis returns it as a
@@ -79,7 +91,7 @@ type Redis struct {
 	m       *metrics.Metrics
 
 	stop      chan struct{}
-	mu        sync.Mutex     // guards closed against wg.Add racing Close's wg.Wait
+	mu        sync.Mutex // guards closed against wg.Add racing Close's wg.Wait
 	closed    bool
 	wg        sync.WaitGroup // the pinger and abandoned-lock cleanups
 	closeOnce sync.Once
@@ -139,6 +151,11 @@ func NewRedis(o RedisOptions) (Store, error) {
 	// and a lock waiter holds a connection only for one SET at a time.
 	opt.DisableIdentity = true // CLIENT SETINFO is an extra round trip, unknown before Redis 7.2
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	redis.SetLogger(redisLog{o.Logger})
 
 	r := &Redis{
 		client:  redis.NewClient(opt),

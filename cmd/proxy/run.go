@@ -131,6 +131,7 @@ func openStore(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (lock.Sto
 		KeyPrefix: cfg.RedisKeyPrefix,
 		Timeout:   cfg.RedisTimeout,
 		Metrics:   m,
+		Logger:    log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("redis lock backend: %w", err)

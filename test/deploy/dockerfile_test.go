@@ -254,7 +254,9 @@ func TestDockerfile(t *testing.T) {
 	if !slices.Equal(entry, []string{"/composio-guard"}) {
 		t.Errorf("ENTRYPOINT %v, want [/composio-guard]", entry)
 	}
-	if !slices.ContainsFunc(got["COPY"], func(s string) bool { return strings.HasPrefix(s, "--from=build ") && strings.HasSuffix(s, " /composio-guard") }) {
+	if !slices.ContainsFunc(got["COPY"], func(s string) bool {
+		return strings.HasPrefix(s, "--from=build ") && strings.HasSuffix(s, " /composio-guard")
+	}) {
 		t.Errorf("runtime stage does not copy /composio-guard from the build stage: %v", got["COPY"])
 	}
 }

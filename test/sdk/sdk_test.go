@@ -254,8 +254,9 @@ func casePassThrough(t *testing.T, s *stack, version, key string) {
 func TestSDKFailClosed(t *testing.T) {
 	requireNode(t)
 	// A high breaker threshold keeps every attempt a real lookup, so the
-	// count of lookups the upstream saw means what it says.
-	s := startStack(t, "GUARD_LOOKUP_BREAKER_THRESHOLD=1000")
+	// count of lookups the upstream saw means what it says; a short
+	// Retry-After bounds the SDK's waits between its retries.
+	s := startStack(t, "GUARD_LOOKUP_BREAKER_THRESHOLD=1000", "GUARD_RETRY_AFTER=1s")
 	control(t, s, http.MethodPut, "/_fake/faults/"+composiotest.RouteList, map[string]any{
 		"status": 500,
 		"body":   `{"error":{"message":"list is down","code":500,"slug":"Internal","status":500}}`,

@@ -22,18 +22,25 @@ const (
 	ReasonNoAccount          = "no_active_account"
 	ReasonInitiatedUntracked = "initiated_without_lease" // INITIATED accounts the proxy did not create: they do not block
 	ReasonLeaseStale         = "lease_stale"             // the lease's account is no longer INITIATED: dropped, forwarded
+
 	// allowed_multiple
-	ReasonOptIn            = "opt_in"
-	ReasonMultipleAllowed  = "auth_config_allows_multiple"
-	ReasonActiveAccount    = "active_account_exists"
-	ReasonPendingLink      = "pending_link"
-	ReasonLookupStatus     = "lookup_status"
-	ReasonModeOff          = "mode_off"
-	ReasonLookupTimeout    = "lookup_timeout"
-	ReasonLookupError      = "lookup_error"
-	ReasonLockTimeout      = "lock_timeout"
-	ReasonLockError        = "lock_error"
-	ReasonLeaseError       = "lease_error"
+	ReasonOptIn           = "opt_in"
+	ReasonMultipleAllowed = "auth_config_allows_multiple"
+
+	// rejected_duplicate, replayed_pending / rejected_pending, lookup_refused, off
+	ReasonActiveAccount = "active_account_exists"
+	ReasonPendingLink   = "pending_link"
+	ReasonLookupStatus  = "lookup_status"
+	ReasonModeOff       = "mode_off"
+
+	// failed_open / failed_closed
+	ReasonLookupTimeout = "lookup_timeout"
+	ReasonLookupError   = "lookup_error" // connection error, 5xx, not the expected JSON
+	ReasonLockTimeout   = "lock_timeout"
+	ReasonLockError     = "lock_error"
+	ReasonLeaseError    = "lease_error"
+
+	// invalid_request
 	ReasonBodyTooLarge     = "body_too_large"
 	ReasonBodyRead         = "body_read_error"
 	ReasonUnsupportedEnc   = "unsupported_encoding"

@@ -166,6 +166,9 @@ func TestDuplicate409(t *testing.T) {
 			if n := len(e.up.requests()); n != 0 {
 				t.Fatalf("%d requests reached the upstream", n)
 			}
+			if sc := <-e.scopes; sc.Route != "link" && sc.Route != "create" || sc.Decision != intercept.DecisionRejectedDuplicate || sc.Reason != intercept.ReasonActiveAccount {
+				t.Fatalf("scope decision %q reason %q", sc.Decision, sc.Reason)
+			}
 		})
 	}
 }
@@ -435,6 +438,7 @@ func TestForwardedPathAsSent(t *testing.T) {
 
 func TestConcurrentLinksCreateOne(t *testing.T) {
 	e := newEnv(t, intercept.Config{})
+	e.lister.delay = 5 * time.Millisecond // widens the window a missing lock would leave open
 	const n = 50
 	var wg sync.WaitGroup
 	answers := make([]answer, 2*n)

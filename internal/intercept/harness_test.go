@@ -190,7 +190,7 @@ type env struct {
 	m      *metrics.Metrics
 	logs   *observer.ObservedLogs
 	srv    *httptest.Server
-	scopes chan *reqscope.Scope
+	scopes chan seenScope // route, decision and reason of each request, once served
 }
 
 type envOpt func(*env)
@@ -199,7 +199,7 @@ func withStore(s lock.Store) envOpt { return func(e *env) { e.store = s } }
 
 func newEnv(t *testing.T, cfg intercept.Config, opts ...envOpt) *env {
 	t.Helper()
-	e := &env{up: &fakeComposio{}, store: lock.NewMemory(), m: metrics.New(metrics.Build{}), scopes: make(chan *reqscope.Scope, 100)}
+	e := &env{up: &fakeComposio{}, store: lock.NewMemory(), m: metrics.New(metrics.Build{}), scopes: make(chan seenScope, 256)}
 	e.lister = &fakeLister{f: e.up}
 	for _, o := range opts {
 		o(e)
@@ -223,13 +223,15 @@ func newEnv(t *testing.T, cfg intercept.Config, opts ...envOpt) *env {
 		sc := &reqscope.Scope{RequestID: id, Start: time.Now(), Logger: logger.With(zap.String("request_id", id)), Route: reqscope.RoutePassthrough}
 		router.ServeHTTP(w, r.WithContext(reqscope.With(r.Context(), sc)))
 		select {
-		case e.scopes <- sc:
+		case e.scopes <- seenScope{Route: sc.Route, Decision: sc.Decision, Reason: sc.Reason}:
 		default:
 		}
 	}))
 	t.Cleanup(e.srv.Close)
 	return e
 }
+
+type seenScope struct{ Route, Decision, Reason string }
 
 // answer is what a client saw.
 type answer struct {

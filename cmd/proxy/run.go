@@ -77,8 +77,9 @@ func run(ctx context.Context, o options) error {
 	return srv.Run(ctx)
 }
 
-// build assembles the request path: one transport, one ReverseProxy, one
-// list client, one store, the guard, the router.
+// build assembles the request path: one transport (shared; NewProxy and
+// NewListClient instrument it per operation), one ReverseProxy, one list
+// client, one store, the guard, the router.
 func build(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (http.Handler, func(), error) {
 	target := cfg.UpstreamBase()
 	tr := upstream.NewTransport(upstream.TransportOptions{
@@ -88,11 +89,11 @@ func build(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (http.Handler
 		IdleConnTimeout:       cfg.UpstreamIdleConnTimeout,
 		MaxIdleConnsPerHost:   cfg.UpstreamMaxIdleConnsPerHost,
 	})
-	proxy := upstream.NewProxy(target, upstream.Instrument(tr, "forward", m), upstream.ProxyOptions{
+	proxy := upstream.NewProxy(target, tr, upstream.ProxyOptions{
 		TrustForwarded: cfg.TrustForwarded,
 		Metrics:        m,
 	})
-	lister := upstream.NewListClient(target, upstream.Instrument(tr, "lookup", m), upstream.ListOptions{
+	lister := upstream.NewListClient(target, tr, upstream.ListOptions{
 		Timeout:   cfg.LookupTimeout,
 		PageLimit: cfg.LookupPageLimit,
 		MaxPages:  cfg.LookupMaxPages,

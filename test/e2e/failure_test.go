@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -160,6 +161,30 @@ func TestLookupFailure(t *testing.T) {
 				}
 			})
 		}
+	}
+
+	// Composio's own answers on pass-through routes reach the client untouched,
+	// errors and deprecation headers included (the fake sends none by itself).
+	for _, c := range []composiotest.Fault{
+		{Status: 200, Body: `{"id":"ca_x","status":"ACTIVE"}`, Headers: map[string]string{
+			"Deprecation": "@1767225600", "Sunset": "Thu, 01 Jan 2027 00:00:00 GMT", "Link": `</api/v3.1>; rel="successor-version"`}},
+		{Status: 503, Body: `{"error":{"message":"maintenance","status":503}}`, Headers: map[string]string{"Retry-After": "120"}},
+		{Status: 429, Body: `{"message":"slow down"}`, Headers: map[string]string{"Retry-After": "9", "X-RateLimit-Remaining": "0"}},
+		{Status: 500, Body: "plain text failure", Headers: map[string]string{"Content-Type": "text/plain"}},
+	} {
+		t.Run(fmt.Sprintf("pass-through %d untouched", c.Status), func(t *testing.T) {
+			f.setFault(t, composiotest.RouteGet, c)
+			defer f.clearFaults(t)
+			a := send(t, http.MethodGet, closed.url+"/api/v3/connected_accounts/ca_x", nil, "x-api-key", uniq("key"))
+			if a.status != c.Status || string(a.body) != c.Body {
+				t.Errorf("got %d %q, want %d %q as Composio sent it", a.status, a.body, c.Status, c.Body)
+			}
+			for k, v := range c.Headers {
+				if got := a.header.Get(k); got != v {
+					t.Errorf("header %s = %q, want %q", k, got, v)
+				}
+			}
+		})
 	}
 
 	// Last, after slow lookups and forwards made any double counting large.

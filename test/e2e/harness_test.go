@@ -203,8 +203,12 @@ func startProxy(t *testing.T, name, upstream string, env ...string) *proxy {
 		t.Fatalf("%s: listening line without proxy_addr/admin_addr: %v", name, p.Fields)
 	}
 	t.Cleanup(func() {
+		logs := p.Logs()
+		if i := strings.Index(logs, "WARNING: DATA RACE"); i >= 0 { // binaries built with E2E_RACE=1
+			t.Errorf("%s: data race in the proxy:\n%s", name, logs[i:min(len(logs), i+4000)])
+		}
 		if t.Failed() {
-			t.Logf("%s (%s) logs, last lines:\n%s", name, px.url, tail(p.Logs(), 80))
+			t.Logf("%s (%s) logs, last lines:\n%s", name, px.url, tail(logs, 80))
 		}
 	})
 	return px

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/url"
 	"os/exec"
@@ -239,8 +240,8 @@ func checkHardened(t *testing.T, r rendered, pod corev1.PodSpec, c corev1.Contai
 	grace, err2 := time.ParseDuration(env["GUARD_SHUTDOWN_GRACE"])
 	if err1 != nil || err2 != nil {
 		t.Errorf("GUARD_DRAIN_DELAY %q / GUARD_SHUTDOWN_GRACE %q must be set explicitly", env["GUARD_DRAIN_DELAY"], env["GUARD_SHUTDOWN_GRACE"])
-	} else if pod.TerminationGracePeriodSeconds == nil || time.Duration(*pod.TerminationGracePeriodSeconds)*time.Second <= drain+grace {
-		t.Errorf("terminationGracePeriodSeconds %v is not above drain %v + shutdown grace %v", pod.TerminationGracePeriodSeconds, drain, grace)
+	} else if tg := pod.TerminationGracePeriodSeconds; tg == nil || time.Duration(*tg)*time.Second <= drain+grace {
+		t.Errorf("terminationGracePeriodSeconds (%s) is not above drain %v + shutdown grace %v", ptrString(tg), drain, grace)
 	}
 	if !strings.HasPrefix(c.Image, "ghcr.io/composio-guard/composio-guard:") {
 		t.Errorf("image %q: the overlay's images entry did not apply", c.Image)
@@ -427,4 +428,11 @@ func checkRules(t *testing.T, r rendered) {
 			}
 		}
 	}
+}
+
+func ptrString[T any](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
 }

@@ -224,6 +224,28 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 
+	// An ARG ends with its stage: a RUN that uses one must declare it in
+	// its own stage, or it expands to nothing (GOOS= builds for the builder).
+	varRE := regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)`)
+	for _, st := range stages {
+		declared := map[string]bool{}
+		for _, in := range st.Body {
+			switch in.Cmd {
+			case "ARG", "ENV":
+				for _, f := range strings.Fields(in.Args) {
+					name, _, _ := strings.Cut(f, "=")
+					declared[name] = true
+				}
+			case "RUN":
+				for _, m := range varRE.FindAllStringSubmatch(in.Args, -1) {
+					if !declared[m[1]] {
+						t.Errorf("stage %s: RUN uses $%s, which the stage does not declare", st.Name, m[1])
+					}
+				}
+			}
+		}
+	}
+
 	got := map[string][]string{}
 	for _, in := range final.Body {
 		got[in.Cmd] = append(got[in.Cmd], in.Args)

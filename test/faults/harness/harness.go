@@ -15,10 +15,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,11 +38,20 @@ func FakeBin(t testing.TB) string { return testproc.Build(t, "./cmd/fakecomposio
 
 // Proxy is a running proxy binary.
 type Proxy struct {
-	Proc     *testproc.Proc
 	Addr     string // host:port of the proxy listener
 	URL      string // http://Addr
 	AdminURL string
+
+	logs func() string
+	stop func() int
 }
+
+// Logs returns the proxy's log lines kept so far (all of them, or the last
+// ones for StartProxyBounded).
+func (p *Proxy) Logs() string { return p.logs() }
+
+// Stop sends SIGTERM and returns the exit code (-1: killed after 30s).
+func (p *Proxy) Stop() int { return p.stop() }
 
 // StartProxy runs the proxy in front of upstream. The base settings bind
 // loopback only, skip the drain delay and log at info (the access log is
@@ -55,16 +67,116 @@ func StartProxy(t testing.TB, upstream string, env ...string) *Proxy {
 		"GUARD_LOG_LEVEL=info",
 	}
 	p := testproc.Start(t, ProxyBin(t), append(base, env...))
-	addr, admin := p.Addr("proxy_addr"), p.Addr("admin_addr")
+	px := newProxy(t, p.Fields)
+	px.logs, px.stop = p.Logs, p.Stop
+	return px
+}
+
+func newProxy(t testing.TB, fields map[string]any) *Proxy {
+	t.Helper()
+	addr, _ := fields["proxy_addr"].(string)
+	admin, _ := fields["admin_addr"].(string)
 	if addr == "" || admin == "" {
-		t.Fatalf("proxy: listening line without proxy_addr/admin_addr: %v", p.Fields)
+		t.Fatalf("proxy: listening line without proxy_addr/admin_addr: %v", fields)
 	}
-	px := &Proxy{Proc: p, Addr: addr, URL: "http://" + addr, AdminURL: "http://" + admin}
+	px := &Proxy{Addr: addr, URL: "http://" + addr, AdminURL: "http://" + admin}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("proxy logs:\n%s", tail(p.Logs(), 60))
+			t.Logf("proxy logs:\n%s", tail(px.Logs(), 60))
 		}
 	})
+	return px
+}
+
+// StartProxyBounded is StartProxy for long runs: the proxy logs at info (its
+// "listening" line is an info line) but only the last keep log lines are
+// held in memory.
+func StartProxyBounded(t testing.TB, upstream string, keep int, env ...string) *Proxy {
+	t.Helper()
+	cmd := exec.Command(ProxyBin(t))
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
+		"GUARD_UPSTREAM_URL=" + upstream, "GUARD_LISTEN_ADDR=127.0.0.1:0", "GUARD_ADMIN_ADDR=127.0.0.1:0",
+		"GUARD_DRAIN_DELAY=0s", "GUARD_SHUTDOWN_GRACE=5s", "GUARD_LOG_LEVEL=info"}, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatalf("proxy: %v", err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("proxy: start: %v", err)
+	}
+	var (
+		mu    sync.Mutex
+		ring  = make([]string, 0, keep)
+		next  int
+		ready = make(chan map[string]any, 1)
+		done  = make(chan struct{})
+	)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			mu.Lock()
+			if len(ring) < keep {
+				ring = append(ring, line)
+			} else {
+				ring[next%keep] = line
+				next++
+			}
+			mu.Unlock()
+			if !sent {
+				var m map[string]any
+				if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "listening" {
+					ready <- m
+					sent = true
+				}
+			}
+		}
+	}()
+	go func() { _ = cmd.Wait(); close(done) }()
+	kill := func() {
+		select {
+		case <-done:
+		default:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	}
+	t.Cleanup(kill)
+	logs := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		n := len(ring)
+		ordered := make([]string, 0, n)
+		for i := range n {
+			ordered = append(ordered, ring[(next+i)%n])
+		}
+		return strings.Join(ordered, "\n")
+	}
+	var fields map[string]any
+	select {
+	case fields = <-ready:
+	case <-done:
+		t.Fatalf("proxy exited before listening:\n%s", logs())
+	case <-time.After(20 * time.Second):
+		kill()
+		t.Fatalf("proxy did not announce its listener in 20s:\n%s", logs())
+	}
+	px := newProxy(t, fields)
+	px.logs = logs
+	px.stop = func() int {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+			return cmd.ProcessState.ExitCode()
+		case <-time.After(30 * time.Second):
+			kill()
+			return -1
+		}
+	}
 	return px
 }
 
@@ -230,7 +342,7 @@ func MetricFrom(text, name string, labels map[string]string) (float64, bool) {
 // LogLines returns the proxy's JSON log lines whose msg is msg.
 func (p *Proxy) LogLines(msg string) []map[string]any {
 	var out []map[string]any
-	for line := range strings.SplitSeq(p.Proc.Logs(), "\n") {
+	for line := range strings.SplitSeq(p.Logs(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
 			out = append(out, m)

@@ -517,3 +517,47 @@ func TestSpoofedForwarding(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayStaysWithCredential: a pending link's answer (its redirect URL
+// lets whoever opens it connect an account as that user) is replayed only to
+// a caller with the same credential. A caller of another project naming the
+// same user and auth config gets its own link from Composio, never the first
+// caller's.
+func TestReplayStaysWithCredential(t *testing.T) {
+	t.Parallel()
+	up := harness.NewUpstream(t)
+	p := harness.StartProxy(t, up.URL)
+	c := harness.Client(t)
+	const path = "/api/v3.1/connected_accounts/link"
+	u := user("victim")
+	body := harness.LinkBody(u, authConfig)
+	owner := map[string]string{"x-user-api-key": "uak_test_owner", "x-org-id": "org_1", "x-project-id": "proj_1"}
+	first := harness.Do(c, http.MethodPost, p.URL+path, owner, body)
+	if first.Err != nil || first.Status != http.StatusCreated || first.AccountID() == "" {
+		t.Fatalf("first link: %v", first)
+	}
+	if again := harness.Do(c, http.MethodPost, p.URL+path, owner, body); again.Header.Get("X-Composio-Guard") != "replayed" || again.AccountID() != first.AccountID() {
+		t.Fatalf("the owner's repeat should be replayed: %v", again)
+	}
+	others := []struct {
+		name   string
+		header map[string]string
+	}{
+		{"another project key", map[string]string{"x-api-key": "test_key_other"}},
+		{"same user key, another project", map[string]string{"x-user-api-key": "uak_test_owner", "x-org-id": "org_1", "x-project-id": "proj_2"}},
+		{"same user key, another org", map[string]string{"x-user-api-key": "uak_test_owner", "x-org-id": "org_2", "x-project-id": "proj_1"}},
+		{"an org key", map[string]string{"x-org-api-key": "oak_test_other", "x-project-id": "proj_1"}},
+	}
+	for _, o := range others {
+		t.Run(o.name, func(t *testing.T) {
+			a := harness.Do(c, http.MethodPost, p.URL+path, o.header, body)
+			if a.Err != nil || a.Status != http.StatusCreated {
+				t.Fatalf("got %v, want its own 201", a)
+			}
+			if a.Header.Get("X-Composio-Guard") == "replayed" || a.AccountID() == first.AccountID() ||
+				strings.Contains(string(a.Body), first.AccountID()) {
+				t.Errorf("another credential got the first caller's pending link: %v", a)
+			}
+		})
+	}
+}

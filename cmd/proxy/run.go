@@ -119,6 +119,9 @@ func build(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (http.Handler
 		AllowMultiple:       string(cfg.AllowMultiple),
 		MultipleAuthConfigs: cfg.MultipleAuthConfigs,
 		RetryAfterSeconds:   cfg.RetryAfterSeconds(),
+		SandboxMaxSize:      cfg.SandboxMaxSize,
+		SandboxAllowedSizes: cfg.SandboxAllowedSizes,
+		SandboxDefaultSize:  cfg.SandboxDefaultSize,
 	}, lister, store, proxy, m)
 	return intercept.Router(guard, proxy), closeStore, nil
 }

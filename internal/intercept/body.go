@@ -26,7 +26,7 @@ func tooLarge(max int64) *badRequest {
 	return &badRequest{
 		status: http.StatusRequestEntityTooLarge, slug: apierror.SlugBodyTooLarge, code: apierror.CodeBodyTooLarge,
 		reason: ReasonBodyTooLarge, message: fmt.Sprintf("the request body is larger than %d bytes", max),
-		fix: "Send a smaller body; connected-account requests are a few hundred bytes.",
+		fix: "Send a smaller body: the proxy reads at most GUARD_MAX_BODY_BYTES of a guarded request (connected-account and session requests are a few kilobytes at most).",
 	}
 }
 

@@ -7,9 +7,10 @@ import "net/http"
 const leaseBodyCap = 64 << 10
 
 // captureWriter streams the forwarded answer to the client while keeping
-// its status and the first leaseBodyCap bytes of its body.
+// its status and the first leaseBodyCap bytes of its body (none when noBody).
 type captureWriter struct {
 	http.ResponseWriter
+	noBody    bool
 	status    int
 	body      []byte
 	truncated bool
@@ -26,7 +27,7 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	if c.status == 0 {
 		c.status = http.StatusOK
 	}
-	if !c.truncated {
+	if !c.truncated && !c.noBody {
 		if len(c.body)+len(p) > leaseBodyCap {
 			c.truncated, c.body = true, nil
 		} else {

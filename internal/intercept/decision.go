@@ -13,6 +13,12 @@ const (
 	DecisionInvalidRequest    = "invalid_request"
 	DecisionLookupRefused     = "lookup_refused" // 401/403/429 from the list call, passed back
 	DecisionOff               = "off"
+
+	// The sandbox policy on the Tool Router session routes also answers
+	// allowed, invalid_request and off.
+	DecisionDefaulted       = "defaulted"        // no tier sent: GUARD_SANDBOX_DEFAULT_SIZE inserted
+	DecisionRejectedInvalid = "rejected_invalid" // workbench or its sandbox_size is not valid: 400
+	DecisionRejectedPolicy  = "rejected_policy"  // a valid tier the policy does not allow: 403
 )
 
 // Reasons behind a decision (reqscope.Scope.Reason and the "reason" log field).
@@ -55,6 +61,21 @@ const (
 	ReasonBadAccountType   = "bad_account_type"
 	ReasonBadAllowMultiple = "bad_allow_multiple"
 	ReasonFlagInCompressed = "flag_in_compressed_body"
+
+	// sandbox policy: allowed, defaulted
+	ReasonSizeAllowed      = "sandbox_size_allowed"
+	ReasonNoSize           = "no_sandbox_size"    // the server default (standard) or the stored tier applies
+	ReasonWorkbenchCleared = "workbench_cleared"  // PATCH workbench: null, back to the server default
+	ReasonWorkbenchOff     = "workbench_disabled" // create with workbench.enable false: no default
+	ReasonDefaultInserted  = "default_size_inserted"
+
+	// sandbox policy: rejected_invalid, rejected_policy (and invalid_request
+	// for the body reasons above, plus a non-boolean workbench.enable)
+	ReasonBadSandboxSize = "bad_sandbox_size"
+	ReasonBadWorkbench   = "bad_workbench"
+	ReasonBadEnable      = "bad_workbench_enable"
+	ReasonSizeAboveMax   = "sandbox_size_above_max"
+	ReasonSizeNotAllowed = "sandbox_size_not_allowed"
 )
 
 // Values of Config fields.
@@ -82,11 +103,13 @@ const (
 	leaseStored = "stored"
 )
 
-// Reasons of metrics.LockErrors.
+// Reason of metrics.LockErrors the guard counts: only what the backend
+// cannot see. A backend counts its own failures (see lock.Redis*), so the
+// guard counting them again would double them.
+const lockErrTimeout = "timeout"
+
+// Size labels of metrics.Sandbox besides the four tiers.
 const (
-	lockErrTimeout   = "timeout"
-	lockErrLock      = "error"
-	lockErrLeaseGet  = "lease_get"
-	lockErrLeasePut  = "lease_put"
-	lockErrLeaseDrop = "lease_drop"
+	sizeDefault = "default" // no tier in the request
+	sizeInvalid = "invalid" // not a tier, or the body could not be read
 )

@@ -3,6 +3,7 @@ package intercept
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -177,6 +178,80 @@ func FuzzCanonicalPath(f *testing.F) {
 		}
 		if route != reqscope.RoutePassthrough && !strings.HasPrefix(prefix, "/api/v3") {
 			t.Fatalf("route %s with prefix %q", route, prefix)
+		}
+	})
+}
+
+var sessionSeeds = []string{
+	`{"user_id":"u"}`, `{}`, ` { } `, `{"workbench":{}}`, `{"workbench":{ }}`, `{"workbench":null}`,
+	`{"user_id":"u","workbench":{"enable":true},"manage_connections":{"enable":true}}`,
+	`{"workbench":{"sandbox_size":null,"enable":false}}`, `{"workbench":{"sandbox_size":"large"}}`,
+	`{"workbench":{"sandbox\u005fsize":"xlarge"}}`, `{"work\u0062ench":{"enable":true}}`,
+	`{"workbench":{"sandbox_size":"medium","SANDBOX_SIZE":"x"}}`, `{"workbench":"large"}`,
+	"{\n \"toolkits\" : [\"a\",{\"workbench\":1}] ,\n \"workbench\" : { \"auto_offload_threshold\" : 2e4 }\n}\n",
+	`[]`, ``, `{"workbench":{"sandbox_size":4}}`,
+}
+
+// The sandbox parser must never panic and must read workbench.sandbox_size
+// as encoding/json does; inserting a default adds exactly that member, keeps
+// every other byte, and yields JSON that reads as the original plus the tier.
+func FuzzSandboxDefault(f *testing.F) {
+	for _, s := range sessionSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ask, br := parseSandbox(b)
+		if br != nil {
+			return
+		}
+		var ref struct {
+			Workbench *struct {
+				SandboxSize *string `json:"sandbox_size"`
+			} `json:"workbench"`
+		}
+		if err := json.Unmarshal(b, &ref); err != nil {
+			t.Fatalf("accepted a body encoding/json refuses: %v", err)
+		}
+		want := ""
+		if ref.Workbench != nil && ref.Workbench.SandboxSize != nil {
+			want = *ref.Workbench.SandboxSize
+		}
+		if ask.size != want {
+			t.Fatalf("parsed tier %q, encoding/json reads %q", ask.size, want)
+		}
+		if ask.size != "" {
+			return
+		}
+		const tier = "medium"
+		out := ask.withDefault(b, tier)
+		if !json.Valid(out) {
+			t.Fatalf("%q with the default is not JSON: %q", b, out)
+		}
+		if !bytes.Equal(out[:ask.at], b[:ask.at]) || !bytes.HasSuffix(out, b[ask.at+ask.cut:]) {
+			t.Fatalf("%q -> %q: bytes around the insertion changed", b, out)
+		}
+		if removed := string(b[ask.at : ask.at+ask.cut]); removed != "" && removed != "null" {
+			t.Fatalf("the insertion replaced %q; only a null may go", removed)
+		}
+		again, br := parseSandbox(out)
+		if br != nil || again.size != tier {
+			t.Fatalf("re-parse of %q: tier %q, %v", out, again.size, br)
+		}
+		var before, after map[string]any
+		if err := json.Unmarshal(b, &before); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(out, &after); err != nil {
+			t.Fatal(err)
+		}
+		wb, _ := before["workbench"].(map[string]any)
+		if wb == nil {
+			wb = map[string]any{}
+		}
+		wb["sandbox_size"] = tier
+		before["workbench"] = wb
+		if !reflect.DeepEqual(before, after) {
+			t.Fatalf("%q -> %q reads %v, want %v", b, out, after, before)
 		}
 	})
 }

@@ -1,7 +1,8 @@
 // Package intercept owns the guarded routes: matching them on the canonical
 // path, capturing and parsing their bodies, the opt-in flag, the
-// duplicate-connection decision (per-key lock, lookup, pending-link leases)
-// and the answers the guard writes itself.
+// duplicate-connection decision (per-key lock, lookup, pending-link leases),
+// the sandbox tier policy of the Tool Router session routes, and the answers
+// the guard writes itself.
 package intercept
 
 import (
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
+	"github.com/composio-guard/composio-guard/internal/config"
 	"github.com/composio-guard/composio-guard/internal/lock"
 	"github.com/composio-guard/composio-guard/internal/metrics"
 	"github.com/composio-guard/composio-guard/internal/reqscope"
@@ -45,6 +47,12 @@ type Config struct {
 	AllowMultiple       string        // "flag" | "never"
 	MultipleAuthConfigs []string      // auth configs on which multiple accounts are always allowed
 	RetryAfterSeconds   int           // Retry-After on the proxy's 503s
+
+	// Tool Router sandbox tier policy (config.Validate has checked them).
+	// Empty means no restriction and no default; tiers are validated anyway.
+	SandboxMaxSize      config.SandboxSize   // ceiling
+	SandboxAllowedSizes []config.SandboxSize // allowed set
+	SandboxDefaultSize  config.SandboxSize   // inserted on a session create that names no tier
 }
 
 // Guard serves the guarded routes.
@@ -57,6 +65,7 @@ type Guard struct {
 	backend string
 	multi   map[string]struct{}
 	work    time.Duration // deadline of the guarded work, inside LockTTL
+	sandbox sandboxPolicy
 }
 
 // NewGuard builds the guard. forward sends a request to Composio (the one
@@ -90,7 +99,8 @@ func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler,
 		m = metrics.New(metrics.Build{})
 	}
 	g := &Guard{cfg: cfg, lister: lister, store: store, forward: forward, m: m,
-		backend: store.Backend(), multi: make(map[string]struct{}, len(cfg.MultipleAuthConfigs))}
+		backend: store.Backend(), multi: make(map[string]struct{}, len(cfg.MultipleAuthConfigs)),
+		sandbox: newSandboxPolicy(cfg)}
 	for _, id := range cfg.MultipleAuthConfigs {
 		g.multi[id] = struct{}{}
 	}
@@ -104,11 +114,14 @@ func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler,
 // untouched. Router calls the guard directly without classifying twice.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route, prefix := Classify(r.Method, r.URL.EscapedPath())
-	if route != reqscope.RouteLink && route != reqscope.RouteCreate {
+	switch route {
+	case reqscope.RouteLink, reqscope.RouteCreate:
+		g.serve(w, r, route, prefix)
+	case reqscope.RouteSessionCreate, reqscope.RouteSessionUpdate:
+		g.serveSandbox(w, r, route)
+	default:
 		g.forward.ServeHTTP(w, r)
-		return
 	}
-	g.serve(w, r, route, prefix)
 }
 
 // call is one guarded request on its way through the guard.
@@ -194,11 +207,13 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 	lcancel()
 	g.m.LockWait.WithLabelValues(g.backend).Observe(time.Since(start).Seconds())
 	if err != nil {
-		reason, label := ReasonLockError, lockErrLock
+		reason := ReasonLockError // counted by the backend itself
 		if errors.Is(err, lock.ErrTimeout) {
-			reason, label = ReasonLockTimeout, lockErrTimeout
+			reason = ReasonLockTimeout
+			if !errors.Is(ctx.Err(), context.Canceled) { // the wait ran out; a caller gone says nothing about the lock
+				g.m.LockErrors.WithLabelValues(g.backend, lockErrTimeout).Inc()
+			}
 		}
-		g.m.LockErrors.WithLabelValues(g.backend, label).Inc()
 		g.fail(w, r, c, reason, err)
 		return
 	}
@@ -257,7 +272,6 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 	if c.leasesOn {
 		lease, haveLease, err = g.store.GetLease(ctx, c.key)
 		if err != nil {
-			g.m.LockErrors.WithLabelValues(g.backend, lockErrLeaseGet).Inc()
 			g.fail(w, r, c, ReasonLeaseError, err)
 			return
 		}
@@ -395,7 +409,6 @@ func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) 
 	}
 	l := lock.Lease{AccountID: id, Status: cw.status, ContentType: cw.Header().Get("Content-Type"), Body: body, ExpiresAt: expires}
 	if err := g.store.PutLease(r.Context(), c.key, l); err != nil {
-		g.m.LockErrors.WithLabelValues(g.backend, lockErrLeasePut).Inc()
 		c.log.Warn("pending-link lease not stored", zap.String("route", c.route), zap.Error(err))
 		return
 	}
@@ -405,7 +418,6 @@ func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) 
 func (g *Guard) dropLease(ctx context.Context, c *call) {
 	g.m.Leases.WithLabelValues(leaseStale).Inc()
 	if err := g.store.DropLease(ctx, c.key); err != nil {
-		g.m.LockErrors.WithLabelValues(g.backend, lockErrLeaseDrop).Inc()
 		c.log.Warn("stale pending-link lease not dropped", zap.String("route", c.route), zap.Error(err))
 	}
 }

@@ -583,12 +583,15 @@ func TestFailures(t *testing.T) {
 		opts    []envOpt
 		reason  string
 		closing bool
+		// lock_errors_total the guard adds: only a lock wait that ran out.
+		// Backend failures are the backend's to count (lock.Redis does).
+		lockErrs float64
 	}{
-		{"lookup error", func(e *env) { e.lister.err = errors.New("list: connection refused") }, nil, intercept.ReasonLookupError, true},
-		{"lookup timeout", func(e *env) { e.lister.delay = 5 * time.Second }, nil, intercept.ReasonLookupTimeout, true},
-		{"lock backend error", nil, []envOpt{withStore(brokenStore{})}, intercept.ReasonLockError, true},
-		{"lease backend error", nil, []envOpt{withStore(leaseBroken{})}, intercept.ReasonLeaseError, true},
-		{"lock wait timeout", nil, []envOpt{withStore(heldStore{})}, intercept.ReasonLockTimeout, true},
+		{"lookup error", func(e *env) { e.lister.err = errors.New("list: connection refused") }, nil, intercept.ReasonLookupError, true, 0},
+		{"lookup timeout", func(e *env) { e.lister.delay = 5 * time.Second }, nil, intercept.ReasonLookupTimeout, true, 0},
+		{"lock backend error", nil, []envOpt{withStore(brokenStore{})}, intercept.ReasonLockError, true, 0},
+		{"lease backend error", nil, []envOpt{withStore(leaseBroken{})}, intercept.ReasonLeaseError, true, 0},
+		{"lock wait timeout", nil, []envOpt{withStore(heldStore{})}, intercept.ReasonLockTimeout, true, 1},
 	}
 	for _, tc := range tests {
 		for _, mode := range []string{"closed", "open"} {
@@ -599,6 +602,12 @@ func TestFailures(t *testing.T) {
 					tc.setup(e)
 				}
 				a := e.link(t, "u", "ac", "X-Request-Id", "rid-f")
+				if n := familySum(t, e, "composio_guard_lock_errors_total"); n != tc.lockErrs {
+					t.Fatalf("lock_errors_total = %v, want %v", n, tc.lockErrs)
+				}
+				if tc.lockErrs > 0 && counter(e.m.LockErrors.WithLabelValues("redis", "timeout")) != tc.lockErrs {
+					t.Fatal("lock wait timeout not counted as {backend=redis,reason=timeout}")
+				}
 				ds := e.decisions()
 				if len(ds) != 1 || ds[0].ContextMap()["reason"] != tc.reason || ds[0].Level.String() != "warn" {
 					t.Fatalf("decision log %v, want one WARN line with reason %s", ds, tc.reason)

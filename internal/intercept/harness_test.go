@@ -48,7 +48,8 @@ type fakeComposio struct {
 	links    atomic.Int32
 	creates  atomic.Int32
 	nextID   int
-	gzipOut  bool // answer links gzip-compressed
+	gzipOut  bool         // answer links gzip-compressed
+	status   atomic.Int32 // status of the default answer (session routes...), 200 when 0
 }
 
 func (f *fakeComposio) add(a upstream.Account) {
@@ -126,6 +127,9 @@ func (f *fakeComposio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"id":%q,"status":"INITIATED","redirect_url":"https://connect.example/%s"}`, id, id)
 	default:
 		w.Header().Set("Content-Type", "application/json")
+		if code := f.status.Load(); code != 0 {
+			w.WriteHeader(int(code))
+		}
 		_, _ = io.WriteString(w, `{"ok":true}`)
 	}
 }

@@ -105,16 +105,19 @@ func cut(s string) (seg, rest string) {
 }
 
 // Router labels every request's route in its scope, sends the guarded routes
-// (POST link, POST legacy create) to g and everything else, Tool Router
-// session routes included for now, to passthrough.
+// (POST link, POST legacy create, and the Tool Router session create and
+// update for the sandbox policy) to g and everything else to passthrough.
 func Router(g *Guard, passthrough http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		route, prefix := Classify(r.Method, r.URL.EscapedPath())
 		reqscope.From(r.Context()).Route = route
-		if route == reqscope.RouteLink || route == reqscope.RouteCreate {
+		switch route {
+		case reqscope.RouteLink, reqscope.RouteCreate:
 			g.serve(w, r, route, prefix)
-			return
+		case reqscope.RouteSessionCreate, reqscope.RouteSessionUpdate:
+			g.serveSandbox(w, r, route)
+		default:
+			passthrough.ServeHTTP(w, r)
 		}
-		passthrough.ServeHTTP(w, r)
 	})
 }

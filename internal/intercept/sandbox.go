@@ -1,0 +1,339 @@
+package intercept
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/composio-guard/composio-guard/internal/apierror"
+	"github.com/composio-guard/composio-guard/internal/config"
+	"github.com/composio-guard/composio-guard/internal/reqscope"
+)
+
+// The sandbox policy polices workbench.sandbox_size on the Tool Router
+// session routes (POST …/tool_router/session, PATCH …/tool_router/session/{id}):
+// it refuses what is not a tier (400) and what the policy does not allow
+// (403, never 409: the 0.21.0 SDK reads a 409 on PATCH as a config conflict),
+// and fills in GUARD_SANDBOX_DEFAULT_SIZE on a create that names no tier
+// while its workbench is enabled.
+//
+// "Enabled" follows the API: the workbench is on unless the body says
+// workbench.enable false (the SDKs send enable true by default, and a create
+// without a workbench member gets the server's default workbench, which is
+// on). A create whose workbench is absent or null therefore gets the default
+// too. A PATCH never gets a default: it changes only what it names.
+
+var (
+	sessionFields   = []field{{"workbench", "workbench"}}
+	workbenchFields = []field{{"sandbox_size", "workbench.sandbox_size"}, {"enable", "workbench.enable"}}
+)
+
+const tierList = "standard, medium, large, xlarge"
+
+// sandboxAsk is what the policy reads from a session body.
+type sandboxAsk struct {
+	size    string // the tier asked for; "" when none (absent or null)
+	cleared bool   // workbench: null (on a PATCH: back to the server default)
+	enable  []byte // raw workbench.enable, nil when absent
+	// Where a default tier goes: b[at:at+cut] becomes pre + "tier" + post.
+	at, cut   int
+	pre, post string
+}
+
+// withDefault returns b with the tier inserted where ask says; every other
+// byte stays as sent.
+func (a sandboxAsk) withDefault(b []byte, tier string) []byte {
+	out := make([]byte, 0, len(b)+len(a.pre)+len(tier)+2+len(a.post))
+	out = append(out, b[:a.at]...)
+	out = append(out, a.pre...)
+	out = append(out, '"')
+	out = append(out, tier...)
+	out = append(out, '"')
+	out = append(out, a.post...)
+	return append(out, b[a.at+a.cut:]...)
+}
+
+// workbenchOn reports whether the workbench is enabled; br is set when
+// workbench.enable is neither a boolean nor null (read only when it matters).
+func (a sandboxAsk) workbenchOn() (on bool, br *badRequest) {
+	switch string(a.enable) {
+	case "", "true", "null":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, bad(ReasonBadEnable, "workbench.enable must be true or false")
+}
+
+func invalidSandbox(reason, format string, args ...any) *badRequest {
+	return &badRequest{
+		status: http.StatusBadRequest, slug: apierror.SlugInvalidSandbox, code: apierror.CodeSandbox,
+		reason: reason, message: fmt.Sprintf(format, args...),
+	}
+}
+
+// hasMembers reports whether the object at b[start] has at least one member.
+func hasMembers(b []byte, start int) bool {
+	it, ok := newObjIter(b, start)
+	if !ok {
+		return false
+	}
+	_, ok, err := it.next()
+	return ok && err == nil
+}
+
+// parseSandbox reads workbench and workbench.sandbox_size from a session
+// body. A *badRequest with slug SlugInvalidSandbox concerns the sandbox
+// config itself; any other one, the body.
+func parseSandbox(b []byte) (ask sandboxAsk, br *badRequest) {
+	if !json.Valid(b) {
+		return ask, bad(ReasonNotJSON, "the body is not valid JSON")
+	}
+	var top [1]member
+	var topSeen [1]bool
+	if br = members(b, 0, sessionFields, top[:], topSeen[:]); br != nil {
+		return ask, br
+	}
+	if !topSeen[0] {
+		// No workbench: the server's default one (enabled). A default goes
+		// first in the body.
+		start := skipWS(b, 0)
+		ask.at, ask.pre, ask.post = start+1, `"workbench":{"sandbox_size":`, "}"
+		if hasMembers(b, start) {
+			ask.post += ","
+		}
+		return ask, nil
+	}
+	wb := top[0]
+	switch wb.value(b)[0] {
+	case 'n':
+		ask.cleared = true
+		ask.at, ask.cut, ask.pre, ask.post = wb.valStart, wb.valEnd-wb.valStart, `{"sandbox_size":`, "}"
+		return ask, nil
+	case '{':
+	default:
+		return ask, invalidSandbox(ReasonBadWorkbench, "workbench must be an object (or null to clear the override), with sandbox_size one of %s", tierList)
+	}
+	var found [2]member
+	var seen [2]bool
+	if br = members(b, wb.valStart, workbenchFields, found[:], seen[:]); br != nil {
+		return ask, br
+	}
+	if seen[1] {
+		ask.enable = found[1].value(b)
+	}
+	if !seen[0] {
+		ask.at, ask.pre = wb.valStart+1, `"sandbox_size":`
+		if hasMembers(b, wb.valStart) {
+			ask.post = ","
+		}
+		return ask, nil
+	}
+	v := found[0].value(b)
+	if v[0] == 'n' { // null: no tier, as if absent
+		ask.at, ask.cut = found[0].valStart, found[0].valEnd-found[0].valStart
+		return ask, nil
+	}
+	s, ok := decodeString(v)
+	if !ok {
+		return ask, invalidSandbox(ReasonBadSandboxSize, "workbench.sandbox_size must be a string, one of %s", tierList)
+	}
+	if !config.SandboxSize(s).Valid() {
+		return ask, invalidSandbox(ReasonBadSandboxSize, "workbench.sandbox_size must be one of %s", tierList)
+	}
+	ask.size = s
+	return ask, nil
+}
+
+// sandboxPolicy is the tier policy of NewGuard's Config.
+type sandboxPolicy struct {
+	rules   config.Config // only the SANDBOX fields: their helpers are the policy
+	allowed []string      // tiers the policy allows, smallest first
+	def     string        // GUARD_SANDBOX_DEFAULT_SIZE, "" for none
+}
+
+func newSandboxPolicy(cfg Config) sandboxPolicy {
+	p := sandboxPolicy{rules: config.Config{SandboxMaxSize: cfg.SandboxMaxSize, SandboxAllowedSizes: cfg.SandboxAllowedSizes}}
+	for _, s := range p.rules.SandboxAllowed() {
+		p.allowed = append(p.allowed, string(s))
+	}
+	// config.Validate refuses a default the policy does not allow; should one
+	// get here anyway, no default beats inserting a tier we then refuse.
+	if p.rules.SandboxAllows(cfg.SandboxDefaultSize) {
+		p.def = string(cfg.SandboxDefaultSize)
+	}
+	return p
+}
+
+// fix is the suggested_fix of a sandbox refusal.
+func (p sandboxPolicy) fix() string {
+	s := "Ask for one of the allowed tiers (" + strings.Join(p.allowed, ", ") + "), or leave workbench.sandbox_size out"
+	if p.def != "" {
+		return s + " (new sessions then get " + p.def + ")."
+	}
+	return s + " (the server default is standard)."
+}
+
+// serveSandbox applies the sandbox policy to a session create or update.
+func (g *Guard) serveSandbox(w http.ResponseWriter, r *http.Request, route string) {
+	sc := reqscope.From(r.Context())
+	sc.Route = route
+	c := &call{sc: sc, log: sc.Logger, route: route}
+	if c.log == nil {
+		c.log = zap.NewNop()
+	}
+	if g.cfg.Mode == ModeOff {
+		g.decide(c, DecisionOff, ReasonModeOff, nil) // nothing read: no sandbox_requests_total
+		g.forward.ServeHTTP(w, r)
+		return
+	}
+	enforce := g.cfg.Mode == ModeEnforce
+	p := g.sandbox
+
+	body, br := readBody(w, r, g.cfg.MaxBodyBytes, enforce)
+	var ask sandboxAsk
+	if br == nil {
+		ask, br = parseSandbox(body.plain)
+	}
+	if br == nil && ask.size == "" && route == reqscope.RouteSessionCreate && p.def != "" {
+		if _, br = ask.workbenchOn(); br != nil {
+			ask = sandboxAsk{}
+		}
+	}
+	if br != nil {
+		decision := DecisionInvalidRequest
+		e := &apierror.Error{Message: br.message, Code: br.code, Slug: br.slug, Status: br.status,
+			RequestID: sc.RequestID, SuggestedFix: br.fix}
+		if br.slug == apierror.SlugInvalidSandbox {
+			decision, e.AllowedSizes, e.SuggestedFix = DecisionRejectedInvalid, p.allowed, p.fix()
+		}
+		g.decideSandbox(c, decision, br.reason, sizeInvalid)
+		if enforce {
+			apierror.Write(w, e, apierror.Options{NoRetry: true})
+			return
+		}
+		g.forward.ServeHTTP(w, asSent(r, body)) // shadow: forward everything
+		return
+	}
+
+	out := asSent(r, body)
+	switch {
+	case ask.size != "":
+		tier := config.SandboxSize(ask.size)
+		if p.rules.SandboxAllows(tier) {
+			g.decideSandbox(c, DecisionAllowed, ReasonSizeAllowed, ask.size)
+			break
+		}
+		reason := ReasonSizeNotAllowed
+		if ceiling := p.rules.SandboxMaxSize; ceiling != "" && tier.Rank() > ceiling.Rank() {
+			reason = ReasonSizeAboveMax
+		}
+		g.decideSandbox(c, DecisionRejectedPolicy, reason, ask.size)
+		if enforce {
+			apierror.Write(w, &apierror.Error{
+				Message: fmt.Sprintf("The sandbox tier %q is not allowed by this proxy's policy; allowed tiers: %s.", ask.size, strings.Join(p.allowed, ", ")),
+				Code:    apierror.CodeSandbox, Slug: apierror.SlugSandboxForbidden, Status: http.StatusForbidden,
+				RequestID: sc.RequestID, SuggestedFix: p.fix(),
+				RequestedSize: ask.size, AllowedSizes: p.allowed,
+			}, apierror.Options{NoRetry: true})
+			return
+		}
+	case route == reqscope.RouteSessionUpdate && ask.cleared:
+		g.decideSandbox(c, DecisionAllowed, ReasonWorkbenchCleared, sizeDefault)
+	case route == reqscope.RouteSessionCreate && p.def != "":
+		if on, _ := ask.workbenchOn(); !on {
+			g.decideSandbox(c, DecisionAllowed, ReasonWorkbenchOff, sizeDefault)
+			break
+		}
+		g.decideSandbox(c, DecisionDefaulted, ReasonDefaultInserted, p.def)
+		if enforce {
+			edited, err := withBody(r, body, ask.withDefault(body.plain, p.def))
+			if err != nil { // gzip into memory does not fail; never forward a half-made body
+				c.log.Error("default sandbox size not inserted", zap.String("route", route), zap.Error(err))
+				apierror.Write(w, &apierror.Error{Message: "internal error", Code: apierror.CodeInternal, Slug: apierror.SlugInternal,
+					Status: http.StatusInternalServerError, RequestID: sc.RequestID}, apierror.Options{})
+				return
+			}
+			out = edited
+		}
+	default:
+		g.decideSandbox(c, DecisionAllowed, ReasonNoSize, sizeDefault)
+	}
+
+	if route != reqscope.RouteSessionUpdate || (ask.size == "" && !ask.cleared) {
+		g.forward.ServeHTTP(w, out)
+		return
+	}
+	// A PATCH naming a tier (or clearing it) recreates the sandbox once
+	// Composio accepts it: say so, with the session id from the path.
+	cw := &captureWriter{ResponseWriter: w, noBody: true}
+	g.forward.ServeHTTP(cw, out)
+	if cw.status >= 200 && cw.status <= 299 {
+		size := ask.size
+		if size == "" {
+			size = sizeDefault
+		}
+		c.log.Info("sandbox will be recreated", zap.String("route", route), zap.String("session_id", sessionID(r.URL.EscapedPath())),
+			zap.String("sandbox_size", size), zap.Int("status", cw.status), zap.String("mode", g.cfg.Mode))
+	}
+}
+
+// withBody is r carrying plain as its body, gzip-compressed again when the
+// client sent it so (Content-Encoding stays as sent).
+func withBody(r *http.Request, body captured, plain []byte) (*http.Request, error) {
+	b := plain
+	if body.gzip {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		if _, err := zw.Write(plain); err != nil {
+			return nil, fmt.Errorf("gzip the edited body: %w", err)
+		}
+		if err := zw.Close(); err != nil {
+			return nil, fmt.Errorf("gzip the edited body: %w", err)
+		}
+		b = buf.Bytes()
+	}
+	out := r.WithContext(r.Context())
+	out.Header = r.Header.Clone()
+	setBody(out, b)
+	return out, nil
+}
+
+// decideSandbox records, counts and logs one sandbox decision.
+func (g *Guard) decideSandbox(c *call, decision, reason, size string) {
+	c.sc.Decision, c.sc.Reason = decision, reason
+	g.m.Decisions.WithLabelValues(c.route, decision, g.cfg.Mode).Inc()
+	g.m.Sandbox.WithLabelValues(c.route, size, decision).Inc()
+	if ce := c.log.Check(zap.InfoLevel, "guard decision"); ce != nil {
+		ce.Write(zap.String("route", c.route), zap.String("decision", decision), zap.String("reason", reason),
+			zap.String("mode", g.cfg.Mode), zap.String("sandbox_size", size))
+	}
+}
+
+// maxLoggedID bounds a session id copied from the path into a log line.
+const maxLoggedID = 128
+
+// sessionID is the {id} of …/tool_router/session/{id}, decoded, "" when the
+// path has none.
+func sessionID(escapedPath string) string {
+	p, ok := canonicalPath(escapedPath)
+	if !ok {
+		return ""
+	}
+	_, rest, ok := splitPrefix(p)
+	if !ok {
+		return ""
+	}
+	_, rest = cut(rest) // tool_router
+	_, rest = cut(rest) // session
+	id, _ := cut(rest)
+	if len(id) > maxLoggedID {
+		id = id[:maxLoggedID]
+	}
+	return id
+}

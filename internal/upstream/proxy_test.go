@@ -647,6 +647,7 @@ func TestUpstreamFailuresAnswered(t *testing.T) {
 		{
 			name: "closed before the answer",
 			up: func(w http.ResponseWriter, r *http.Request) {
+				io.ReadAll(r.Body) // unread bytes would make the close a reset
 				conn, _, _ := http.NewResponseController(w).Hijack()
 				conn.Close()
 			},
@@ -838,5 +839,37 @@ func TestBodyTooLarge(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || env.Error.Slug != apierror.SlugBodyTooLarge ||
 		resp.Header.Get(apierror.HeaderShouldRetry) != "false" {
 		t.Errorf("got %d %s %v", resp.StatusCode, raw, resp.Header)
+	}
+}
+
+// An https upstream that speaks HTTP/2 gets HTTP/2 from the transport.
+func TestHTTP2ToHTTPSUpstream(t *testing.T) {
+	var proto atomic.Value
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(r.Proto)
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Deprecation", "true")
+		w.WriteHeader(http.StatusCreated)
+		w.Write(body)
+	}))
+	up.EnableHTTP2 = true
+	up.StartTLS()
+	defer up.Close()
+	tr := upstream.NewTransport(upstream.TransportOptions{TLSClientConfig: trusting(up)})
+	defer tr.CloseIdleConnections()
+	p := upstream.NewProxy(mustURL(t, up.URL), tr, upstream.ProxyOptions{})
+	front := httptest.NewServer(p)
+	defer front.Close()
+	resp, err := http.Post(front.URL+"/api/v3/x", "application/json", strings.NewReader(`{"a":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if proto.Load() != "HTTP/2.0" {
+		t.Errorf("upstream saw %v, want HTTP/2.0", proto.Load())
+	}
+	if resp.StatusCode != http.StatusCreated || string(body) != `{"a":1}` || resp.Header.Get("Deprecation") != "true" {
+		t.Errorf("answer %d %s %v", resp.StatusCode, body, resp.Header)
 	}
 }

@@ -56,7 +56,10 @@ func StatusFor(err error) (status int, reason string) {
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return http.StatusBadGateway, ReasonConnRefused
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
+	// net.ErrClosed: the transport's write raced its own close of a
+	// connection the upstream broke.
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED),
+		errors.Is(err, net.ErrClosed):
 		return http.StatusBadGateway, ReasonConnReset
 	}
 	var dnsErr *net.DNSError

@@ -33,6 +33,7 @@ func TestStatusFor(t *testing.T) {
 		{"refused (real dial)", refused, http.StatusBadGateway, upstream.ReasonConnRefused},
 		{"reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, http.StatusBadGateway, upstream.ReasonConnReset},
 		{"broken pipe", &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}, http.StatusBadGateway, upstream.ReasonConnReset},
+		{"closed under a write", &net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed}, http.StatusBadGateway, upstream.ReasonConnReset},
 		{"dns", &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "backend.invalid", IsNotFound: true}}, http.StatusBadGateway, upstream.ReasonDNS},
 		{"dns timeout", &net.DNSError{Err: "i/o timeout", Name: "x", IsTimeout: true}, http.StatusGatewayTimeout, upstream.ReasonTimeout},
 		{"tls", &tlsWrap{x509.UnknownAuthorityError{}}, http.StatusBadGateway, upstream.ReasonTLS},

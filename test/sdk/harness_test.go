@@ -97,6 +97,10 @@ type call struct {
 	ID            string `json:"id,omitempty"`
 	OptIn         bool   `json:"opt_in,omitempty"`
 	AllowMultiple bool   `json:"allow_multiple,omitempty"`
+	// Session calls: the tier asked for (nil: no workbench config at all),
+	// and clear for a PATCH with workbench: null.
+	SandboxSize *string `json:"sandbox_size,omitempty"`
+	Clear       bool    `json:"clear,omitempty"`
 }
 
 // result is one line sdk.mjs printed: what the caller of the SDK could read.
@@ -114,6 +118,9 @@ type result struct {
 	Items              []listedAccount   `json:"items"`
 	Account            *listedAccount    `json:"account"`
 	Sent               []string          `json:"sent"`
+	SentBodies         []*string         `json:"sent_bodies"`
+	SessionID          string            `json:"session_id"`
+	SandboxSize        string            `json:"sandbox_size"`
 	BlockedEgress      []string          `json:"blocked_egress"`
 
 	line string // as printed, for the test log

@@ -12,13 +12,19 @@
 //   raw_create  composio.getClient().connectedAccounts.create(...): past the SDK's own guard
 //   list        composio.connectedAccounts.list({userIds, authConfigIds})
 //   get         composio.connectedAccounts.get(id)
+//   session_create      composio.create(user_id, {workbench: {sandboxSize}}); no config when
+//                       sandbox_size is absent, {workbench: {}} when it is ""
+//   session_update      composio.use(id).update({workbench: {sandboxSize}}), or
+//                       {workbench: null} with "clear": true (0.21.0 only)
+//   raw_session_create  composio.getClient().toolRouter.session.create(...): past the
+//                       SDK's own tier check, to send a tier that is not one
 // Options on any call: "opt_in": true sends the x-composio-allow-multiple
 // header through defaultHeaders; "allow_multiple": true passes the SDK flag.
 //
 // Each line holds what the caller can read: ok, the ids and redirect_url on
 // success; on failure the error's name, its cause's name, the HTTP status, the
 // parsed body and a few headers. "sent" lists the HTTP requests the SDK made
-// for that call, so retries show. A last line {"call":"done"} lists any
+// for that call, so retries show, and "sent_bodies" their bodies as sent. A last line {"call":"done"} lists any
 // request the script refused to send off the machine ("blocked_egress").
 
 // Our lines are the only thing on stdout: SDK logging goes to stderr.
@@ -30,6 +36,7 @@ const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 // once anything that is not loopback, so a test never hangs on the network.
 const blocked = [];
 let sent = [];
+let sentBodies = [];
 const realFetch = globalThis.fetch;
 globalThis.fetch = async (input, init) => {
   const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
@@ -39,6 +46,7 @@ globalThis.fetch = async (input, init) => {
     throw new TypeError(`sdk.mjs: blocked request to ${url.host}`);
   }
   sent.push(`${method} ${url.pathname}`);
+  sentBodies.push(typeof init?.body === 'string' ? init.body : null);
   return realFetch(input, init);
 };
 
@@ -94,6 +102,24 @@ const calls = {
     const a = await composio.connectedAccounts.get(c.id);
     return { account: { id: a.id, status: a.status, auth_config_id: a.authConfig?.id } };
   },
+  async session_create(composio, c) {
+    const config = c.sandbox_size === undefined ? undefined
+      : { workbench: c.sandbox_size === '' ? {} : { sandboxSize: c.sandbox_size } };
+    const s = await composio.create(c.user_id, config);
+    return { session_id: s.sessionId };
+  },
+  async session_update(composio, c) {
+    const s = await composio.use(c.id);
+    await s.update({ workbench: c.clear ? null : { sandboxSize: c.sandbox_size } });
+    return { session_id: s.sessionId, sandbox_size: s.sandbox?.sandbox_size };
+  },
+  async raw_session_create(composio, c) {
+    const r = await composio.getClient().toolRouter.session.create({
+      user_id: c.user_id,
+      workbench: { sandbox_size: c.sandbox_size },
+    });
+    return { session_id: r.session_id };
+  },
 };
 
 // Class names say what a caller would catch; the SDK's classes leave .name as "Error".
@@ -113,6 +139,7 @@ function header(headers, name) {
 
 for (const c of JSON.parse(callsJSON)) {
   sent = [];
+  sentBodies = [];
   const line = { call: c.call, version };
   try {
     Object.assign(line, { ok: true }, await calls[c.call](client(c), c));
@@ -133,6 +160,7 @@ for (const c of JSON.parse(callsJSON)) {
     });
   }
   line.sent = sent;
+  line.sent_bodies = sentBodies;
   out(line);
 }
 out({ call: 'done', version, blocked_egress: blocked });

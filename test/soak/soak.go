@@ -229,7 +229,11 @@ func (r *Report) Summary() string {
 		}
 		fmt.Fprintf(&b, "  %-16s %7d  p50<=%-6s p99<=%-6s statuses %s\n", n, o.Count, o.Quantile(0.5), o.Quantile(0.99), strings.Join(parts, " "))
 	}
-	fmt.Fprintf(&b, "  fault windows: %d %v\n", len(r.Windows), r.Windows)
+	kinds := map[string]int{}
+	for _, w := range r.Windows {
+		kinds[w]++
+	}
+	fmt.Fprintf(&b, "  fault windows: %d %v\n", len(r.Windows), kinds)
 	fmt.Fprintf(&b, "  epochs: %d, accounts checked: %d, violations: %d\n", r.Epochs, r.AccountsChecked, len(r.Violations))
 	fmt.Fprintf(&b, "  baseline: %s\n  end:      %s\n", r.Baseline, r.End)
 	for _, e := range r.Examples {

@@ -90,13 +90,16 @@ func build(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (http.Handler
 		MaxIdleConnsPerHost:   cfg.UpstreamMaxIdleConnsPerHost,
 	})
 	proxy := upstream.NewProxy(target, tr, upstream.ProxyOptions{
-		TrustForwarded: cfg.TrustForwarded,
-		Metrics:        m,
+		TrustForwarded:    cfg.TrustForwarded,
+		Metrics:           m,
+		RetryAfterSeconds: cfg.RetryAfterSeconds(),
+		Logger:            log,
 	})
 	lister := upstream.NewListClient(target, tr, upstream.ListOptions{
 		Timeout:   cfg.LookupTimeout,
 		PageLimit: cfg.LookupPageLimit,
 		MaxPages:  cfg.LookupMaxPages,
+		UserAgent: "composio-guard/" + version,
 		Breaker: upstream.BreakerOptions{
 			FailureThreshold: cfg.LookupBreakerThreshold,
 			CoolDown:         cfg.LookupBreakerCooldown,

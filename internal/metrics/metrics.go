@@ -35,7 +35,7 @@ type Metrics struct {
 	Overhead      *prometheus.HistogramVec // route
 	InFlight      prometheus.Gauge
 	Decisions     *prometheus.CounterVec   // route, decision, mode
-	Lookup        *prometheus.HistogramVec // result: ok, error, timeout, rejected (401/403/429)
+	Lookup        *prometheus.HistogramVec // result: ok, error, timeout, refused (401/403/429), breaker_open, canceled
 	UpstreamErrs  *prometheus.CounterVec   // op (forward, lookup), reason
 	RateLimitLeft prometheus.Gauge
 	LockWait      *prometheus.HistogramVec // backend
@@ -77,7 +77,7 @@ func New(b Build) *Metrics {
 	}, []string{"route", "decision", "mode"})
 	m.Lookup = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "lookup_duration_seconds",
-		Help:    "Time of the guard's connected-account lookup, all pages, by result.",
+		Help:    "Time of the guard's connected-account lookup, all pages, by result (ok, error, timeout, refused, breaker_open, canceled).",
 		Buckets: wideBuckets,
 	}, []string{"result"})
 	m.UpstreamErrs = prometheus.NewCounterVec(prometheus.CounterOpts{

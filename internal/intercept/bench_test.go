@@ -105,3 +105,32 @@ func BenchmarkGuard(b *testing.B) {
 		}
 	})
 }
+
+// The sandbox policy on a session create: a tier checked and forwarded as
+// sent, and a default inserted.
+func BenchmarkSandbox(b *testing.B) {
+	fwd := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusCreated)
+	})
+	g := NewGuard(Config{SandboxMaxSize: "medium", SandboxDefaultSize: "medium"}, staticLister{}, lock.NewMemory(), fwd, nil)
+	for _, bc := range []struct{ name, body string }{
+		{"allowed", `{"user_id":"user_123","manage_connections":{"enable":true},"workbench":{"enable":true,"sandbox_size":"medium"}}`},
+		{"defaulted", `{"user_id":"user_123","manage_connections":{"enable":true},"workbench":{"enable":true}}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			body := []byte(bc.body)
+			hdr := http.Header{"X-Api-Key": {"k"}, "Content-Type": {"application/json"}}
+			b.ReportAllocs()
+			for b.Loop() {
+				r, _ := http.NewRequest(http.MethodPost, "http://proxy/api/v3.1/tool_router/session", bytes.NewReader(body))
+				r.Header = hdr
+				w := &nullWriter{h: make(http.Header, 4)}
+				g.ServeHTTP(w, r)
+				if w.code != http.StatusCreated {
+					b.Fatalf("status %d", w.code)
+				}
+			}
+		})
+	}
+}

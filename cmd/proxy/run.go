@@ -114,6 +114,7 @@ func build(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (http.Handler
 		Mode:                string(cfg.Mode),
 		FailureMode:         string(cfg.FailureMode),
 		MaxBodyBytes:        cfg.MaxBodyBytes,
+		BodyReadTimeout:     cfg.BodyReadTimeout,
 		LookupTimeout:       cfg.LookupTimeout,
 		LockWait:            cfg.EffectiveLockWait(),
 		LockTTL:             cfg.LockTTL(),

@@ -16,6 +16,7 @@ const (
 	SlugLinkPending      = "ConnectedAccount_LinkPending"
 	SlugBadRequest       = "ComposioGuard_BadRequest"
 	SlugBodyTooLarge     = "ComposioGuard_RequestBodyTooLarge"
+	SlugBodyTimeout      = "ComposioGuard_RequestBodyTimeout"
 	SlugUnsupportedEnc   = "ComposioGuard_UnsupportedContentEncoding"
 	SlugGuardUnavailable = "ComposioGuard_GuardUnavailable"
 	SlugUpstreamTimeout  = "ComposioGuard_UpstreamTimeout"
@@ -72,6 +73,9 @@ type Options struct {
 	NoRetry bool
 	// RetryAfterSeconds, when > 0, adds a Retry-After header.
 	RetryAfterSeconds int
+	// Close asks net/http to close the connection after the answer: the
+	// request body was not read to its end, so the connection cannot be reused.
+	Close bool
 }
 
 // Write renders e fully, then sends it with status e.Status. The body's
@@ -92,6 +96,9 @@ func Write(w http.ResponseWriter, e *Error, opt Options) {
 	h.Set(HeaderRequestID, e.RequestID)
 	if opt.NoRetry {
 		h.Set(HeaderShouldRetry, "false")
+	}
+	if opt.Close {
+		h.Set("Connection", "close")
 	}
 	if opt.RetryAfterSeconds > 0 {
 		h.Set("Retry-After", strconv.Itoa(opt.RetryAfterSeconds))

@@ -127,6 +127,7 @@ type Config struct {
 	Mode                Mode          `env:"MODE" envDefault:"enforce"`
 	FailureMode         FailureMode   `env:"FAILURE_MODE" envDefault:"closed"`
 	MaxBodyBytes        int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
+	BodyReadTimeout     time.Duration `env:"BODY_READ_TIMEOUT" envDefault:"15s"`
 	PendingAction       PendingAction `env:"PENDING_ACTION" envDefault:"replay"`
 	PendingMaxTTL       time.Duration `env:"PENDING_MAX_TTL" envDefault:"15m"`
 	AllowMultiple       AllowMultiple `env:"ALLOW_MULTIPLE" envDefault:"flag"`
@@ -318,6 +319,7 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes <= 0 {
 		bad("MAX_BODY_BYTES", "must be positive, got %d", c.MaxBodyBytes)
 	}
+	positive("BODY_READ_TIMEOUT", c.BodyReadTimeout)
 	oneOf("PENDING_ACTION", string(c.PendingAction), "replay", "reject", "off")
 	positive("PENDING_MAX_TTL", c.PendingMaxTTL)
 	oneOf("ALLOW_MULTIPLE", string(c.AllowMultiple), "flag", "never")

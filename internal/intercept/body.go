@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
 )
@@ -20,22 +22,69 @@ type captured struct {
 	gzip  bool      // Content-Encoding was gzip
 	tail  io.Reader // shadow mode only: the unread rest (body over the cap, or a read error)
 	read  bool      // reading began: r.Body is consumed, forward from these fields
+	err   error     // why reading failed, when it did
 }
 
 func tooLarge(max int64) *badRequest {
 	return &badRequest{
-		status: http.StatusRequestEntityTooLarge, slug: apierror.SlugBodyTooLarge, code: apierror.CodeBodyTooLarge,
+		status: http.StatusRequestEntityTooLarge, slug: apierror.SlugBodyTooLarge, code: apierror.CodeBodyTooLarge, close: true,
 		reason: ReasonBodyTooLarge, message: fmt.Sprintf("the request body is larger than %d bytes", max),
 		fix: "Send a smaller body: the proxy reads at most GUARD_MAX_BODY_BYTES of a guarded request (connected-account and session requests are a few kilobytes at most).",
 	}
 }
 
-// readBody captures a guarded request's body within the byte cap, on the
+func bodyTimeout(d time.Duration) *badRequest {
+	return &badRequest{
+		status: http.StatusRequestTimeout, slug: apierror.SlugBodyTimeout, code: apierror.CodeBadRequest, close: true,
+		reason: ReasonBodyTimeout, message: fmt.Sprintf("the request body was not received within %s", d),
+		fix: "Send the whole body at once; the proxy waits at most GUARD_BODY_READ_TIMEOUT for a guarded request's body.",
+	}
+}
+
+var clientGone = &badRequest{status: statusClientGone, reason: ReasonClientGone}
+
+// readBody bounds the body read in time (GUARD_BODY_READ_TIMEOUT, through the
+// connection's read deadline), then captures it; see readBodyWithin.
+func (g *Guard) readBody(w http.ResponseWriter, r *http.Request, enforce bool) (captured, *badRequest) {
+	rc := http.NewResponseController(w)
+	deadlineSet := rc.SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout)) == nil
+	c, br := readBodyWithin(w, r, g.cfg.MaxBodyBytes, enforce)
+	if deadlineSet {
+		_ = rc.SetReadDeadline(time.Time{}) // the rest of the exchange streams unbounded, as pass-through does
+	}
+	if br != nil && br.reason == ReasonBodyRead {
+		var ne net.Error
+		switch {
+		case r.Context().Err() != nil:
+			br = clientGone
+		case errors.As(c.err, &ne) && ne.Timeout():
+			br = bodyTimeout(g.cfg.BodyReadTimeout)
+		case errors.Is(c.err, io.ErrUnexpectedEOF):
+			br = clientGone // the connection ended mid-body
+		}
+	}
+	return c, br
+}
+
+// innermost unwraps middleware ResponseWriters down to net/http's own, so
+// that http.MaxBytesReader can tell the server to close the connection
+// instead of draining the rest of an oversized body.
+func innermost(w http.ResponseWriter) http.ResponseWriter {
+	for {
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return w
+		}
+		w = u.Unwrap()
+	}
+}
+
+// readBodyWithin captures a guarded request's body within the byte cap, on the
 // wire and once decompressed. In enforce mode the cap is an
 // http.MaxBytesReader (the server then closes the connection instead of
 // draining a huge body); in shadow mode the unread rest is kept so the whole
 // body can still be forwarded.
-func readBody(w http.ResponseWriter, r *http.Request, max int64, enforce bool) (captured, *badRequest) {
+func readBodyWithin(w http.ResponseWriter, r *http.Request, max int64, enforce bool) (captured, *badRequest) {
 	var c captured
 	gz, br := encoding(r.Header)
 	if br != nil {
@@ -51,7 +100,7 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64, enforce bool) (
 	c.read = true
 	var src io.Reader
 	if enforce {
-		src = http.MaxBytesReader(w, r.Body, max)
+		src = http.MaxBytesReader(innermost(w), r.Body, max)
 	} else {
 		src = io.LimitReader(r.Body, max+1)
 	}
@@ -64,7 +113,10 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64, enforce bool) (
 		if !enforce {
 			c.tail = r.Body // forwarding hits the same error: the upstream never gets a cut body as whole
 		}
-		return c, bad(ReasonBodyRead, "the request body could not be read")
+		c.err = err
+		br := bad(ReasonBodyRead, "the request body could not be read")
+		br.close = true
+		return c, br
 	}
 	if int64(len(raw)) > max { // only in shadow mode, through the LimitReader
 		c.tail = r.Body

@@ -13,6 +13,7 @@ const (
 	DecisionInvalidRequest    = "invalid_request"
 	DecisionLookupRefused     = "lookup_refused" // 401/403/429 from the list call, passed back
 	DecisionOff               = "off"
+	DecisionClientGone        = "client_gone" // the client left before an answer: nothing written (logged as 499)
 
 	// The sandbox policy on the Tool Router session routes also answers
 	// allowed, invalid_request and off.
@@ -34,10 +35,11 @@ const (
 	ReasonMultipleAllowed = "auth_config_allows_multiple"
 
 	// rejected_duplicate, replayed_pending / rejected_pending, lookup_refused, off
-	ReasonActiveAccount = "active_account_exists"
-	ReasonPendingLink   = "pending_link"
-	ReasonLookupStatus  = "lookup_status"
-	ReasonModeOff       = "mode_off"
+	ReasonActiveAccount  = "active_account_exists"
+	ReasonPendingLink    = "pending_link"
+	ReasonOutcomeUnknown = "earlier_outcome_unknown" // an earlier link's answer was lost and an INITIATED account exists
+	ReasonLookupStatus   = "lookup_status"
+	ReasonModeOff        = "mode_off"
 
 	// failed_open / failed_closed
 	ReasonLookupTimeout = "lookup_timeout"
@@ -49,6 +51,8 @@ const (
 	// invalid_request
 	ReasonBodyTooLarge     = "body_too_large"
 	ReasonBodyRead         = "body_read_error"
+	ReasonBodyTimeout      = "body_read_timeout"
+	ReasonClientGone       = "client_gone"
 	ReasonUnsupportedEnc   = "unsupported_encoding"
 	ReasonBadGzip          = "bad_gzip"
 	ReasonNotJSON          = "not_json"

@@ -39,6 +39,7 @@ type Config struct {
 	Mode                string        // "enforce" | "shadow" | "off"
 	FailureMode         string        // "closed" | "open"
 	MaxBodyBytes        int64         // cap on a guarded body, on the wire and decompressed
+	BodyReadTimeout     time.Duration // bound on receiving a guarded body (slow clients get 408)
 	LookupTimeout       time.Duration // bounds the whole lookup (all pages)
 	LockWait            time.Duration // longest wait for the per-key lock
 	LockTTL             time.Duration // > LookupTimeout + upstream timeout; guarded work runs under a context that ends before it
@@ -85,6 +86,9 @@ func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler,
 	def(&cfg.FailureMode, FailClosed)
 	def(&cfg.PendingAction, PendingReplay)
 	def(&cfg.AllowMultiple, AllowMultipleFlag)
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = 15 * time.Second
+	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
@@ -150,7 +154,7 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix stri
 	}
 	enforce := g.cfg.Mode == ModeEnforce
 
-	body, br := readBody(w, r, g.cfg.MaxBodyBytes, enforce)
+	body, br := g.readBody(w, r, enforce)
 	if br == nil {
 		c.in, br = parseBody(route, body.plain)
 		if br == nil && c.in.flagFound && body.gzip {
@@ -162,10 +166,14 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix stri
 		}
 	}
 	if br != nil {
+		if br.status == statusClientGone {
+			g.decide(c, DecisionClientGone, br.reason, nil)
+			return // nobody to answer; the access log says 499
+		}
 		g.decide(c, DecisionInvalidRequest, br.reason, nil)
 		if enforce {
 			apierror.Write(w, &apierror.Error{Message: br.message, Code: br.code, Slug: br.slug, Status: br.status,
-				RequestID: sc.RequestID, SuggestedFix: br.fix}, apierror.Options{NoRetry: true})
+				RequestID: sc.RequestID, SuggestedFix: br.fix}, apierror.Options{NoRetry: true, Close: br.close})
 			return
 		}
 		g.forward.ServeHTTP(w, asSent(r, body)) // shadow: forward everything
@@ -301,6 +309,17 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 	if initiated {
 		reason = ReasonInitiatedUntracked
 	}
+	if haveLease && lease.AccountID == "" {
+		// An earlier forward's outcome is unknown (its answer was lost): an
+		// INITIATED account may be the one it made, and there is nothing to replay.
+		if initiated {
+			g.m.Leases.WithLabelValues(leaseHit).Inc()
+			g.pendingUnknown(w, r, c)
+			return
+		}
+		g.dropLease(ctx, c)
+		haveLease = false
+	}
 	if haveLease {
 		if pendingIn(res.Items, lease.AccountID, in) {
 			g.m.Leases.WithLabelValues(leaseHit).Inc()
@@ -351,8 +370,34 @@ func (g *Guard) pending(w http.ResponseWriter, r *http.Request, c *call, l lock.
 	_, _ = w.Write(l.Body)
 }
 
+// pendingUnknown refuses a repeat of a link whose first answer was lost while
+// an INITIATED account exists: it may be the one that link made, and with no
+// answer to replay, forwarding could make a second.
+func (g *Guard) pendingUnknown(w http.ResponseWriter, r *http.Request, c *call) {
+	g.decide(c, DecisionRejectedPending, ReasonOutcomeUnknown, nil)
+	if g.cfg.Mode != ModeEnforce {
+		g.forwardGuarded(w, r, c)
+		return
+	}
+	apierror.Write(w, &apierror.Error{
+		Message: fmt.Sprintf("An earlier link for user %q on auth config %q may have been created but its answer was lost, and an INITIATED connected account exists.",
+			c.in.UserID, c.in.AuthConfigID),
+		Code: apierror.CodeLinkPending, Slug: apierror.SlugLinkPending, Status: http.StatusConflict,
+		RequestID: c.sc.RequestID,
+		SuggestedFix: "List the user's INITIATED connected accounts and use that link, wait until it expires, or send the header " +
+			apierror.HeaderAllowMultiple + ": true to create another one.",
+		UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
+	}, apierror.Options{NoRetry: true})
+}
+
 // fail handles a check that could not run, by the failure mode.
 func (g *Guard) fail(w http.ResponseWriter, r *http.Request, c *call, reason string, err error) {
+	if errors.Is(r.Context().Err(), context.Canceled) {
+		// The client went away (the work deadline would be DeadlineExceeded):
+		// the check failing says nothing about Composio, and nobody is there to answer.
+		g.decide(c, DecisionClientGone, ReasonClientGone, err)
+		return
+	}
 	if g.cfg.FailureMode == FailOpen {
 		g.decide(c, DecisionFailedOpen, reason, err)
 		g.forwardGuarded(w, r, c)
@@ -381,9 +426,22 @@ func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) 
 	}
 	cw := &captureWriter{ResponseWriter: w}
 	g.forward.ServeHTTP(cw, r)
-	if cw.status < 200 || cw.status > 299 || cw.truncated {
-		return
+	if cw.status >= 400 && cw.status < 500 {
+		return // Composio refused the link: nothing was made
 	}
+	if cw.status < 200 || cw.status > 299 || cw.truncated || !g.storeLease(r.Context(), c, cw) {
+		// No answer, a 5xx, or a 2xx that cannot be read: Composio may or may
+		// not have made the account. Remember that, so a retry does not make a second.
+		g.putLease(r.Context(), c, lock.Lease{ExpiresAt: time.Now().Add(min(g.cfg.PendingMaxTTL, unknownOutcomeTTL))})
+	}
+}
+
+// unknownOutcomeTTL bounds the memory of a link whose answer was lost: about
+// a link's own life at Composio.
+const unknownOutcomeTTL = 10 * time.Minute
+
+// storeLease keeps a readable 2xx link answer as the key's lease.
+func (g *Guard) storeLease(ctx context.Context, c *call, cw *captureWriter) bool {
 	body := cw.body
 	switch enc := strings.TrimSpace(cw.Header().Get("Content-Encoding")); {
 	case enc == "" || strings.EqualFold(enc, "identity"):
@@ -391,29 +449,40 @@ func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) 
 		// Kept decompressed: a replay is sent without Content-Encoding.
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
-			return
+			return false
 		}
 		if body, err = io.ReadAll(io.LimitReader(zr, leaseBodyCap+1)); err != nil || len(body) > leaseBodyCap {
-			return
+			return false
 		}
 	default:
-		return
+		return false
 	}
 	id, expires := linkAnswer(body)
 	if id == "" {
-		return
+		return false
 	}
 	now := time.Now()
 	if limit := now.Add(g.cfg.PendingMaxTTL); expires.IsZero() || expires.After(limit) {
 		expires = limit
 	}
-	l := lock.Lease{AccountID: id, Status: cw.status, ContentType: cw.Header().Get("Content-Type"), Body: body, ExpiresAt: expires}
-	if err := g.store.PutLease(r.Context(), c.key, l); err != nil {
+	g.putLease(ctx, c, lock.Lease{AccountID: id, Status: cw.status, ContentType: cw.Header().Get("Content-Type"), Body: body, ExpiresAt: expires})
+	return true
+}
+
+// putLease writes a lease even when the client has gone: what Composio did
+// must be remembered for the retry that follows.
+func (g *Guard) putLease(ctx context.Context, c *call, l lock.Lease) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaseWriteTimeout)
+	defer cancel()
+	if err := g.store.PutLease(ctx, c.key, l); err != nil {
 		c.log.Warn("pending-link lease not stored", zap.String("route", c.route), zap.Error(err))
 		return
 	}
 	g.m.Leases.WithLabelValues(leaseStored).Inc()
 }
+
+// leaseWriteTimeout bounds a lease write made after the client left.
+const leaseWriteTimeout = 2 * time.Second
 
 func (g *Guard) dropLease(ctx context.Context, c *call) {
 	g.m.Leases.WithLabelValues(leaseStale).Inc()

@@ -39,7 +39,11 @@ type badRequest struct {
 	reason  string
 	message string
 	fix     string
+	close   bool // the body was not read to its end: close the connection after the answer
 }
+
+// statusClientGone marks a badRequest that is not answered: the client left.
+const statusClientGone = 499
 
 func bad(reason, format string, args ...any) *badRequest {
 	return &badRequest{

@@ -195,7 +195,7 @@ func (g *Guard) serveSandbox(w http.ResponseWriter, r *http.Request, route strin
 	enforce := g.cfg.Mode == ModeEnforce
 	p := g.sandbox
 
-	body, br := readBody(w, r, g.cfg.MaxBodyBytes, enforce)
+	body, br := g.readBody(w, r, enforce)
 	var ask sandboxAsk
 	if br == nil {
 		ask, br = parseSandbox(body.plain)
@@ -204,6 +204,10 @@ func (g *Guard) serveSandbox(w http.ResponseWriter, r *http.Request, route strin
 		if _, br = ask.workbenchOn(); br != nil {
 			ask = sandboxAsk{}
 		}
+	}
+	if br != nil && br.status == statusClientGone {
+		g.decide(c, DecisionClientGone, br.reason, nil)
+		return // nobody to answer; the access log says 499
 	}
 	if br != nil {
 		decision := DecisionInvalidRequest
@@ -214,7 +218,7 @@ func (g *Guard) serveSandbox(w http.ResponseWriter, r *http.Request, route strin
 		}
 		g.decideSandbox(c, decision, br.reason, sizeInvalid)
 		if enforce {
-			apierror.Write(w, e, apierror.Options{NoRetry: true})
+			apierror.Write(w, e, apierror.Options{NoRetry: true, Close: br.close})
 			return
 		}
 		g.forward.ServeHTTP(w, asSent(r, body)) // shadow: forward everything

@@ -55,10 +55,10 @@ func (g *Guard) readBody(w http.ResponseWriter, r *http.Request, enforce bool) (
 	if br != nil && br.reason == ReasonBodyRead {
 		var ne net.Error
 		switch {
+		case errors.As(c.err, &ne) && ne.Timeout(): // first: a read timeout also ends the request's context
+			br = bodyTimeout(g.cfg.BodyReadTimeout)
 		case r.Context().Err() != nil:
 			br = clientGone
-		case errors.As(c.err, &ne) && ne.Timeout():
-			br = bodyTimeout(g.cfg.BodyReadTimeout)
 		case errors.Is(c.err, io.ErrUnexpectedEOF):
 			br = clientGone // the connection ended mid-body
 		}

@@ -425,14 +425,27 @@ func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) 
 		return
 	}
 	cw := &captureWriter{ResponseWriter: w}
+	defer func() {
+		// ReverseProxy aborts with a panic (http.ErrAbortHandler) when the
+		// answer breaks after its headers went out: remember the link first.
+		p := recover()
+		g.afterLink(r.Context(), c, cw, p != nil)
+		if p != nil {
+			panic(p)
+		}
+	}()
 	g.forward.ServeHTTP(cw, r)
-	if cw.status >= 400 && cw.status < 500 {
+}
+
+// afterLink keeps what a forwarded link's answer says for its repeats.
+func (g *Guard) afterLink(ctx context.Context, c *call, cw *captureWriter, aborted bool) {
+	if !aborted && cw.status >= 400 && cw.status < 500 {
 		return // Composio refused the link: nothing was made
 	}
-	if cw.status < 200 || cw.status > 299 || cw.truncated || !g.storeLease(r.Context(), c, cw) {
+	if aborted || cw.status < 200 || cw.status > 299 || cw.truncated || !g.storeLease(ctx, c, cw) {
 		// No answer, a 5xx, or a 2xx that cannot be read: Composio may or may
 		// not have made the account. Remember that, so a retry does not make a second.
-		g.putLease(r.Context(), c, lock.Lease{ExpiresAt: time.Now().Add(min(g.cfg.PendingMaxTTL, unknownOutcomeTTL))})
+		g.putLease(ctx, c, lock.Lease{ExpiresAt: time.Now().Add(min(g.cfg.PendingMaxTTL, unknownOutcomeTTL))})
 	}
 }
 

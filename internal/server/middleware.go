@@ -109,6 +109,14 @@ func RequestID(base *zap.Logger) Middleware {
 			s.Logger = base.WithLazy(zap.String(logging.FieldRequestID, id))
 			s.Route = reqscope.RoutePassthrough
 			rw.hasScope = true
+			if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+				// net/http reads a body sent with both Content-Length and
+				// Transfer-Encoding as chunked and drops the length, but cannot
+				// tell us it did; RFC 9112 §6.1 then wants the connection closed,
+				// which also ends anything smuggled behind the body. Closing after
+				// every chunked request costs chunked uploaders a reconnect only.
+				rw.Header().Set("Connection", "close")
+			}
 			next.ServeHTTP(rw, r.WithContext(reqscope.With(r.Context(), s)))
 		})
 	}

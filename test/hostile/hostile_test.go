@@ -128,8 +128,7 @@ func TestSlowlorisHeaders(t *testing.T) {
 func TestSlowBodyOnGuardedRoute(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
-	// GUARD_BODY_READ_TIMEOUT is the name proposed for the missing bound; an
-	// unknown GUARD_ variable is only warned about.
+	// GUARD_BODY_READ_TIMEOUT bounds the guarded body read (408 past it).
 	p := harness.StartProxy(t, up.URL, "GUARD_READ_HEADER_TIMEOUT=1s", "GUARD_LOOKUP_TIMEOUT=2s",
 		"GUARD_MAX_BODY_BYTES=4096", "GUARD_BODY_READ_TIMEOUT=2s")
 	c := harness.Client(t)

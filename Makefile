@@ -1,7 +1,8 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `go run ./cmd/proxy` (or `make demo`) and `make test`.
 GO ?= go
+FUZZTIME ?= 10s
 
-.PHONY: run demo test deps vet unit bench build
+.PHONY: run demo test deps vet unit allocs fuzz bench bench-short build generate
 
 run:
 	$(GO) run ./cmd/proxy
@@ -15,10 +16,23 @@ deps:
 vet:
 	$(GO) vet ./...
 
-# Every test: unit, end-to-end over the real binary, Redis replicas, real SDKs,
-# deploy artefacts. Installs what is missing first.
-test: deps vet
-	$(GO) test -race -shuffle=on -count=1 -timeout 15m ./...
+# Every suite: unit, end-to-end over the real binary, Redis replicas, real SDKs,
+# faults, hostile clients, the 60 s soak, deploy artefacts.
+unit:
+	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
+
+# Allocation budgets are asserted without the race detector (it changes them).
+allocs:
+	$(GO) test -count=1 -run 'AllocBudget' ./...
+
+# Each fuzz target for FUZZTIME, beyond the seed corpora that `unit` runs.
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+test: deps vet unit allocs fuzz
+
+generate:
+	$(GO) generate ./...
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/composio-guard ./cmd/proxy

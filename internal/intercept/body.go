@@ -49,9 +49,6 @@ func (g *Guard) readBody(w http.ResponseWriter, r *http.Request, enforce bool) (
 	rc := http.NewResponseController(w)
 	deadlineSet := rc.SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout)) == nil
 	c, br := readBodyWithin(w, r, g.cfg.MaxBodyBytes, enforce)
-	if deadlineSet {
-		_ = rc.SetReadDeadline(time.Time{}) // the rest of the exchange streams unbounded, as pass-through does
-	}
 	if br != nil && br.reason == ReasonBodyRead {
 		var ne net.Error
 		switch {
@@ -62,6 +59,12 @@ func (g *Guard) readBody(w http.ResponseWriter, r *http.Request, enforce bool) (
 		case errors.Is(c.err, io.ErrUnexpectedEOF):
 			br = clientGone // the connection ended mid-body
 		}
+	}
+	if deadlineSet && (br == nil || !br.close) {
+		// Read to its end: the rest of the exchange streams unbounded, as
+		// pass-through does. A body not read to its end keeps the deadline, so
+		// net/http's drain of what is left cannot wait on a silent client.
+		_ = rc.SetReadDeadline(time.Time{})
 	}
 	return c, br
 }

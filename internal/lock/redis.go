@@ -28,8 +28,8 @@ const (
 )
 
 // Reasons of metrics.LockErrors{backend="redis"} counted by the backend: a
-// closed set, distinct from the reasons the guard counts (timeout, error,
-// lease_get...), which say what a request could not do.
+// closed set, distinct from the one reason the guard counts (timeout: a lock
+// wait that ran out, which the backend cannot tell from its own side).
 const (
 	RedisErrTimeout     = "call_timeout" // the per-call timeout passed (Redis slow or unreachable)
 	RedisErrUnavailable = "unavailable"  // no connection: refused, reset, closed client

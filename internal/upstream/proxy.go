@@ -38,7 +38,7 @@ var trustedForwarding = [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Fo
 // NewProxy builds the one ReverseProxy to target (scheme, host and an
 // optional path prefix). Whatever Host or absolute-form URL a client sends,
 // the request goes to target and nowhere else. Build it once.
-func NewProxy(target *url.URL, rt http.RoundTripper, o ProxyOptions) *httputil.ReverseProxy {
+func NewProxy(target *url.URL, rt http.RoundTripper, o ProxyOptions) *Proxy {
 	if o.Metrics != nil {
 		rt = Instrument(rt, OpForward, o.Metrics)
 	}
@@ -66,11 +66,10 @@ func NewProxy(target *url.URL, rt http.RoundTripper, o ProxyOptions) *httputil.R
 			}
 		},
 		Transport: rt,
-		// -1 flushes after every write: server-sent events and other
-		// streamed answers reach the client at once, and nothing is held
-		// back in a buffer. (ReverseProxy does this by itself only for
-		// text/event-stream and unknown lengths.)
-		FlushInterval: -1,
+		// 0: answers of unknown length and server-sent events are flushed
+		// after every write by the ReverseProxy itself; known-length ones
+		// by streamWriter, after every part but the last (see Proxy).
+		FlushInterval: 0,
 		BufferPool:    bufferPool{},
 		ErrorLog:      stdLog(logger),
 		ModifyResponse: func(resp *http.Response) error {
@@ -86,7 +85,7 @@ func NewProxy(target *url.URL, rt http.RoundTripper, o ProxyOptions) *httputil.R
 			writeUpstreamError(w, r, err, o.RetryAfterSeconds)
 		},
 	}
-	return p
+	return &Proxy{rp: p}
 }
 
 func stdLog(l *zap.Logger) *log.Logger {

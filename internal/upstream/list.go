@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +10,10 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -122,7 +125,12 @@ func (c *ListClient) List(ctx context.Context, q ListQuery) (ListResult, error) 
 		c.observe(LookupBreakerOpen, start)
 		return ListResult{}, ErrBreakerOpen
 	}
-	lctx, cancel := context.WithTimeout(ctx, c.timeout)
+	lctx, cancel := ctx, noCancel
+	// The guard already bounds its lookup, usually by the same timeout: a
+	// second deadline would only cost a timer.
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
+		lctx, cancel = context.WithTimeout(ctx, c.timeout)
+	}
 	res, err := c.list(lctx, q)
 	cancel()
 	result, oc := classify(ctx, err)
@@ -130,6 +138,8 @@ func (c *ListClient) List(ctx context.Context, q ListQuery) (ListResult, error) 
 	c.observe(result, start)
 	return res, err
 }
+
+func noCancel() {}
 
 func (c *ListClient) observe(result string, start time.Time) {
 	if c.obs != nil {
@@ -185,9 +195,11 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 	if c.limit != "" {
 		v["limit"] = []string{c.limit}
 	}
+	// A new map, so the caller's is left as it was; the values are shared
+	// (nothing on the way out changes them).
 	hdr := make(http.Header, len(q.Header)+2)
 	for k, vs := range q.Header {
-		hdr[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+		hdr[http.CanonicalHeaderKey(k)] = vs
 	}
 	hdr["Accept"] = []string{"application/json"}
 	hdr["User-Agent"] = c.ua
@@ -259,22 +271,26 @@ func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, r
 // the next cursor ("" on the last page). Anything but the expected JSON is
 // ErrBadAnswer.
 func decodePage(body io.Reader, res *ListResult) (string, error) {
-	lr := &io.LimitedReader{R: body, N: MaxListAnswerBytes + 1}
-	dec := json.NewDecoder(lr)
-	var p listPage
-	if err := dec.Decode(&p); err != nil {
-		if lr.N <= 0 {
-			return "", fmt.Errorf("%w: larger than %d bytes", ErrBadAnswer, MaxListAnswerBytes)
-		}
+	buf := pageBuffers.Get().(*bytes.Buffer)
+	defer putPageBuffer(buf)
+	buf.Reset()
+	size, err := buf.ReadFrom(io.LimitReader(body, MaxListAnswerBytes+1))
+	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadAnswer, err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return "", fmt.Errorf("%w: data after the JSON value", ErrBadAnswer)
+	if size > MaxListAnswerBytes {
+		return "", fmt.Errorf("%w: larger than %d bytes", ErrBadAnswer, MaxListAnswerBytes)
+	}
+	// Unmarshal, unlike a Decoder, also refuses data after the value.
+	var p listPage
+	if err := json.Unmarshal(buf.Bytes(), &p); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadAnswer, err)
 	}
 	if p.Items == nil {
 		return "", fmt.Errorf("%w: no items", ErrBadAnswer)
 	}
 	n := len(res.Items)
+	res.Items = slices.Grow(res.Items, len(*p.Items))
 	for i, it := range *p.Items {
 		// An item the guard cannot attribute would be a silent miss.
 		if it.ID == "" || it.Status == "" || it.UserID == "" || it.AuthConfig.ID == "" {
@@ -287,6 +303,15 @@ func decodePage(body io.Reader, res *ListResult) (string, error) {
 		return "", nil
 	}
 	return *p.NextCursor, nil
+}
+
+// pageBuffers recycles the buffers list answers are read into.
+var pageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putPageBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 { // a rare huge page is left to the GC
+		pageBuffers.Put(b)
+	}
 }
 
 // roundTrip sends one GET, and once more only when the first attempt failed

@@ -23,13 +23,14 @@ unit:
 
 # Allocation budgets are asserted without the race detector (it changes them).
 allocs:
-	$(GO) test -count=1 -run 'AllocBudget' ./...
+	$(GO) test -count=1 -run 'AllocBudget' ./internal/server ./bench
 
 # Each fuzz target for FUZZTIME, beyond the seed corpora that `unit` runs.
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
-test: deps vet unit allocs fuzz
+# The full suite runs last, so its summary closes the output.
+test: deps vet allocs fuzz unit
 
 generate:
 	$(GO) generate ./...

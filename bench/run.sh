@@ -4,7 +4,7 @@
 # generator (wrk) + upstream to CPU 1. Prints a table with the ratios of
 # issue 7 and exits non-zero when a target is missed.
 #
-#   bench/run.sh            full run: 3 alternating rounds of 10 s per target
+#   bench/run.sh            full run: 5 rounds of 5 s per target, targets back to back
 #   bench/run.sh -short     a few seconds per workload (CI runs it as a report)
 #   bench/run.sh -long      full run plus the 10-minute flat-memory soak
 #   bench/run.sh -- -only get,post -profile /tmp/prof   (flags after -- go to loadbench)

@@ -21,7 +21,8 @@ const (
 	targetGuard  = "guard"  // -> composio-guard -> upstream
 )
 
-// workload is one wrk run shape.
+// workload is one wrk run shape. Its targets are measured back to back in
+// each round, so a ratio is taken between runs minutes apart at most.
 type workload struct {
 	name       string
 	script     string
@@ -30,6 +31,16 @@ type workload struct {
 	targets    []string
 	wantStatus int // what composio-guard must answer (checked on its metrics)
 	what       string
+	// bareScript, when set, is what the bare proxy runs instead: the guarded
+	// links compare with a plain forward of a GET or POST.
+	bareScript, bareWhat string
+}
+
+func (w workload) scriptFor(target string) (string, []string) {
+	if target == targetBare && w.bareScript != "" {
+		return w.bareScript, nil
+	}
+	return w.script, w.args
 }
 
 var workloads = []workload{
@@ -37,10 +48,10 @@ var workloads = []workload{
 		what: "pass-through GET, 64 keep-alive connections"},
 	{name: "post", script: "post.lua", conns: 64, targets: []string{targetDirect, targetBare, targetGuard}, wantStatus: 200,
 		what: "pass-through POST (100-byte JSON body), 64 connections"},
-	{name: "link_allowed", script: "link.lua", args: []string{"ac_bench"}, conns: 64, targets: []string{targetGuard}, wantStatus: 201,
-		what: "guarded link, list says none: one list call + the forward (201)"},
-	{name: "link_409", script: "link.lua", args: []string{"ac_active_bench"}, conns: 64, targets: []string{targetGuard}, wantStatus: 409,
-		what: "guarded link, list says ACTIVE: one list call, 409, nothing forwarded"},
+	{name: "link_allowed", script: "link.lua", args: []string{"ac_bench"}, conns: 64, targets: []string{targetBare, targetGuard}, wantStatus: 201,
+		what: "guarded link, list says none: one list call + the forward (201), 64 connections", bareScript: "post.lua", bareWhat: "POST"},
+	{name: "link_409", script: "link.lua", args: []string{"ac_active_bench"}, conns: 64, targets: []string{targetBare, targetGuard}, wantStatus: 409,
+		what: "guarded link, list says ACTIVE: one list call, 409, nothing forwarded, 64 connections", bareScript: "get.lua", bareWhat: "GET"},
 	{name: "latency_c1", script: "get.lua", conns: 1, targets: []string{targetDirect, targetBare, targetGuard}, wantStatus: 200,
 		what: "pass-through GET at concurrency 1 (latency)"},
 	{name: "rss_128", script: "get.lua", conns: 128, targets: []string{targetBare, targetGuard}, wantStatus: 200,
@@ -53,6 +64,7 @@ type row struct {
 	rssKiB               int64
 	growth               int64 // streams: peak RSS above the idle level, KiB
 	note                 string
+	samples              []sample // one per round, in round order
 }
 
 // target is a process under load.
@@ -70,7 +82,8 @@ type bench struct {
 	results  map[string]map[string]*row // workload -> target
 	order    []string                   // workloads in the order run
 	whats    map[string]string
-	checks   []verdict // sanity checks (statuses, access lines)
+	bareWhat map[string]string // workload -> what the bare proxy ran, when not the same
+	checks   []verdict         // sanity checks (statuses, access lines)
 	longRes  *longResult
 }
 
@@ -81,6 +94,7 @@ func (b *bench) runAll(ctx context.Context) error {
 	}
 	b.upstream = up
 	b.whats = map[string]string{}
+	b.bareWhat = map[string]string{}
 	for _, w := range workloads {
 		if !b.selected(w.name) {
 			continue
@@ -182,7 +196,8 @@ func (b *bench) runWorkload(ctx context.Context, w workload) error {
 		ts = append(ts, t)
 	}
 	for _, t := range ts { // warm: connections, heap size, metric series
-		r, err := runWrk(ctx, b.o, w.script, t.url, w.conns, b.o.warmup, w.args...)
+		script, args := w.scriptFor(t.name)
+		r, err := runWrk(ctx, b.o, script, t.url, w.conns, b.o.warmup, args...)
 		if err != nil {
 			return err
 		}
@@ -204,6 +219,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) error {
 	}
 	b.order = append(b.order, w.name)
 	b.whats[w.name] = w.what
+	b.bareWhat[w.name] = w.bareWhat
 	b.results[w.name] = map[string]*row{}
 	for _, t := range ts {
 		hwm, err := memKiB(t.p.pid(), "VmHWM")
@@ -212,11 +228,12 @@ func (b *bench) runWorkload(ctx context.Context, w workload) error {
 		}
 		ss := samples[t.name]
 		r := &row{
-			rps:    median(ss, func(s sample) float64 { return s.rps }),
-			p50:    median(ss, func(s sample) float64 { return s.p50 }),
-			p99:    median(ss, func(s sample) float64 { return s.p99 }),
-			cpuUS:  median(ss, func(s sample) float64 { return s.cpuUS }),
-			rssKiB: hwm,
+			rps:     median(ss, func(s sample) float64 { return s.rps }),
+			p50:     median(ss, func(s sample) float64 { return s.p50 }),
+			p99:     median(ss, func(s sample) float64 { return s.p99 }),
+			cpuUS:   median(ss, func(s sample) float64 { return s.cpuUS }),
+			rssKiB:  hwm,
+			samples: ss,
 		}
 		if t.name == targetDirect {
 			r.note = "upstream process, lifetime peak RSS"
@@ -241,7 +258,8 @@ func (b *bench) measure(ctx context.Context, w workload, t *target, round int) (
 	if err != nil {
 		return sample{}, err
 	}
-	r, err := runWrk(ctx, b.o, w.script, t.url, w.conns, b.o.duration, w.args...)
+	script, args := w.scriptFor(t.name)
+	r, err := runWrk(ctx, b.o, script, t.url, w.conns, b.o.duration, args...)
 	if err != nil {
 		return sample{}, err
 	}
@@ -262,7 +280,7 @@ func (b *bench) measure(ctx context.Context, w workload, t *target, round int) (
 		return sample{}, fmt.Errorf("%s: %d socket errors in %d requests", t.name, se, r.Requests)
 	}
 	wantErrs := int64(0)
-	if w.wantStatus >= 400 {
+	if w.wantStatus >= 400 && t.name != targetBare {
 		wantErrs = r.Requests
 	}
 	if t.name != targetGuard && r.ErrStatus != wantErrs {

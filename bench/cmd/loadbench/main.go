@@ -45,7 +45,7 @@ type options struct {
 func main() {
 	var o options
 	fs := flag.NewFlagSet("loadbench", flag.ExitOnError)
-	fs.BoolVar(&o.short, "short", false, "a few seconds per workload, one round (the CI report)")
+	fs.BoolVar(&o.short, "short", false, "a few seconds per workload, two rounds (the CI report)")
 	fs.BoolVar(&o.long, "long", false, "also run the flat-memory soak (see -long-duration)")
 	fs.StringVar(&o.guardBin, "guard", "", "composio-guard binary (go build ./cmd/proxy)")
 	fs.StringVar(&o.bareBin, "bare", "", "bare proxy binary (go build ./bench/cmd/bareproxy)")
@@ -54,9 +54,9 @@ func main() {
 	fs.StringVar(&o.scriptDir, "scripts", "bench/wrk", "folder of the wrk Lua scripts")
 	fs.StringVar(&o.proxyCPU, "proxy-cpu", "0", "CPU the proxies under test are pinned to")
 	fs.StringVar(&o.loadCPU, "load-cpu", "1", "CPU of the load generator and the upstream")
-	fs.DurationVar(&o.duration, "duration", 0, "measured time per run (default 10s, 3s with -short)")
+	fs.DurationVar(&o.duration, "duration", 0, "measured time per run (default 5s, 2s with -short)")
 	fs.DurationVar(&o.warmup, "warmup", 0, "unmeasured warm-up per process (default 2s, 1s with -short)")
-	fs.IntVar(&o.rounds, "rounds", 0, "measured runs per target, alternating targets; medians are reported (default 3, 1 with -short)")
+	fs.IntVar(&o.rounds, "rounds", 0, "measured runs per target, targets back to back, order alternating; medians are reported (default 5, 2 with -short)")
 	fs.DurationVar(&o.longDuration, "long-duration", 10*time.Minute, "length of the -long soak")
 	fs.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
 	fs.StringVar(&o.profileDir, "profile", "", "save a CPU profile of every measured guard run here (GUARD_PPROF=true; profiling skews the ratios)")
@@ -81,12 +81,12 @@ func defaults(o *options) {
 			}
 		}
 	}
-	pick(&o.duration, 10*time.Second, 3*time.Second)
+	pick(&o.duration, 5*time.Second, 2*time.Second)
 	pick(&o.warmup, 2*time.Second, time.Second)
 	if o.rounds == 0 {
-		o.rounds = 3
+		o.rounds = 5
 		if o.short {
-			o.rounds = 1
+			o.rounds = 2
 		}
 	}
 }

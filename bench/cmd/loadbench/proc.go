@@ -29,7 +29,7 @@ type proc struct {
 	done         chan struct{}
 
 	mu   sync.Mutex
-	tail []string // last lines that were not access lines, for error reports
+	tail []string // start-up lines and later warnings, for error reports
 }
 
 // procs is every process started, so that each is stopped by its PID
@@ -89,12 +89,19 @@ func (p *proc) read(r io.ReadCloser, ready chan<- map[string]any) {
 	reqMsg := []byte(`"msg":"request"`)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if bytes.Contains(line, reqMsg) {
+		// Keep this loop cheap: it shares the load CPU with wrk and the
+		// upstream, and a reader that falls behind would block the
+		// proxy's log writes.
+		if sent && bytes.Contains(line, reqMsg) {
 			p.requestLines.Add(1)
 			continue
 		}
-		if bytes.Contains(line, []byte(`"level":"warn"`)) || bytes.Contains(line, []byte(`"level":"error"`)) {
+		warn := bytes.Contains(line, []byte(`"level":"warn"`)) || bytes.Contains(line, []byte(`"level":"error"`))
+		if warn {
 			p.warnLines.Add(1)
+		}
+		if sent && !warn {
+			continue
 		}
 		p.mu.Lock()
 		p.tail = append(p.tail, string(line))

@@ -22,34 +22,52 @@ func (b *bench) get(workload, target string) *row {
 	return nil
 }
 
+// paired is the median over rounds of f(guard's sample, bare's sample) in
+// workload wl: each pair was measured back to back, so drift on a shared
+// machine cancels out.
+func (b *bench) paired(wl string, f func(g, bare sample) float64) (float64, bool) {
+	g, bare := b.get(wl, targetGuard), b.get(wl, targetBare)
+	if g == nil || bare == nil || len(g.samples) == 0 || len(g.samples) != len(bare.samples) {
+		return 0, false
+	}
+	v := make([]sample, len(g.samples))
+	for i := range g.samples {
+		v[i] = sample{cpuUS: f(g.samples[i], bare.samples[i])}
+	}
+	return median(v, func(s sample) float64 { return s.cpuUS }), true
+}
+
+func cpuRatio(g, bare sample) float64 { return g.cpuUS / bare.cpuUS }
+func rpsRatio(g, bare sample) float64 { return g.rps / bare.rps }
+
 // verdicts computes the issue's targets from what was measured; a target
 // whose workloads did not run is left out.
 func (b *bench) verdicts() []verdict {
 	var vs []verdict
-	ratio := func(name, wl, base string, limit float64, field func(*row) float64, atLeast bool) {
-		g, bare := b.get(wl, targetGuard), b.get(base, targetBare)
-		if g == nil || bare == nil || field(bare) == 0 {
+	ratio := func(name, wl string, limit float64, f func(g, bare sample) float64, atLeast bool) {
+		r, ok := b.paired(wl, f)
+		if !ok {
 			return
 		}
-		r := field(g) / field(bare)
-		pass := r <= limit
-		op := "<="
+		pass, op := r <= limit, "<="
 		if atLeast {
 			pass, op = r >= limit, ">="
 		}
-		vs = append(vs, verdict{name: name, measured: fmt.Sprintf("%.2fx (%.1f vs %.1f)", r, field(g), field(bare)),
-			limit: fmt.Sprintf("%s %.2fx", op, limit), pass: pass})
+		g, bare := b.get(wl, targetGuard), b.get(wl, targetBare)
+		what := fmt.Sprintf("%.2fx (%.1f vs %.1f µs)", r, g.cpuUS, bare.cpuUS)
+		if atLeast {
+			what = fmt.Sprintf("%.2fx (%.0f vs %.0f req/s)", r, g.rps, bare.rps)
+		}
+		vs = append(vs, verdict{name: name, measured: what, limit: fmt.Sprintf("%s %.2fx", op, limit), pass: pass})
 	}
-	cpu := func(r *row) float64 { return r.cpuUS }
-	rps := func(r *row) float64 { return r.rps }
-	ratio("pass-through GET: CPU/req vs bare GET", "get", "get", 1.10, cpu, false)
-	ratio("pass-through GET: req/s vs bare GET", "get", "get", 0.90, rps, true)
-	ratio("pass-through POST: CPU/req vs bare POST", "post", "post", 1.10, cpu, false)
-	ratio("pass-through POST: req/s vs bare POST", "post", "post", 0.90, rps, true)
-	ratio("guarded link allowed: CPU/req vs bare POST", "link_allowed", "post", 1.5, cpu, false)
-	ratio("guarded link 409: CPU/req vs bare GET", "link_409", "get", 1.2, cpu, false)
-	if g, bare := b.get("latency_c1", targetGuard), b.get("latency_c1", targetBare); g != nil && bare != nil {
-		d := g.p50 - bare.p50
+	ratio("pass-through GET: CPU/req vs bare GET", "get", 1.10, cpuRatio, false)
+	ratio("pass-through GET: req/s vs bare GET", "get", 0.90, rpsRatio, true)
+	ratio("pass-through POST: CPU/req vs bare POST", "post", 1.10, cpuRatio, false)
+	ratio("pass-through POST: req/s vs bare POST", "post", 0.90, rpsRatio, true)
+	ratio("guarded link allowed: CPU/req vs bare POST", "link_allowed", 1.5, cpuRatio, false)
+	ratio("guarded link 409: CPU/req vs bare GET", "link_409", 1.2, cpuRatio, false)
+	if d, ok := b.paired("latency_c1", func(g, bare sample) float64 { return g.p50 - bare.p50 }); ok {
+		g, bare := b.get("latency_c1", targetGuard), b.get("latency_c1", targetBare)
 		vs = append(vs, verdict{name: "added latency at concurrency 1 (p50)", measured: fmt.Sprintf("%+.0f µs (%.0f vs %.0f)", d, g.p50, bare.p50),
 			limit: "<= 20 µs", pass: d <= 20})
 	}
@@ -90,38 +108,39 @@ func (b *bench) report() string {
 	}
 	fmt.Fprintf(&s, "\n## composio-guard load benchmark (%s, %s)\n\n", mode, time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&s, "%s. Proxies pinned to CPU %s; wrk (1 thread), the tiny upstream and this tool to CPU %s. "+
-		"%s per run (warm-up %s), %d round(s), medians. composio-guard at GUARD_LOG_LEVEL=info, metrics on, GUARD_MODE=enforce, memory lock backend.\n\n",
+		"%s per run (warm-up %s), %d round(s) with the targets back to back; medians, ratios are medians of per-round ratios. composio-guard at GUARD_LOG_LEVEL=info, metrics on, GUARD_MODE=enforce, memory lock backend.\n\n",
 		machine(), b.o.proxyCPU, b.o.loadCPU, b.o.duration, b.o.warmup, b.o.rounds)
 	s.WriteString("| workload | target | req/s | p50 | p99 | CPU µs/req | peak RSS | CPU vs bare | req/s vs bare |\n")
 	s.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, wl := range b.order {
-		base := b.get(wl, targetBare)
-		// The guarded links compare with the bare proxy's POST (allowed) and GET (409).
-		switch wl {
-		case "link_allowed":
-			base = b.get("post", targetBare)
-		case "link_409":
-			base = b.get("get", targetBare)
-		}
 		for _, tn := range []string{targetDirect, targetBare, targetGuard} {
 			r := b.get(wl, tn)
 			if r == nil {
 				continue
 			}
-			cpuRatio, rpsRatio := "", ""
-			if base != nil && tn == targetGuard && base.cpuUS > 0 {
-				cpuRatio = fmt.Sprintf("%.2fx", r.cpuUS/base.cpuUS)
-				if !strings.HasPrefix(wl, "link_") {
-					rpsRatio = fmt.Sprintf("%.2fx", r.rps/base.rps)
+			label := tn
+			if bw := b.bareWhat[wl]; tn == targetBare && bw != "" {
+				label = "bare (" + bw + ")"
+			}
+			cpuR, rpsR := "", ""
+			if tn == targetGuard {
+				if v, ok := b.paired(wl, cpuRatio); ok {
+					cpuR = fmt.Sprintf("%.2fx", v)
+				}
+				if v, ok := b.paired(wl, rpsRatio); ok && b.bareWhat[wl] == "" {
+					rpsR = fmt.Sprintf("%.2fx", v)
 				}
 			}
 			fmt.Fprintf(&s, "| %s | %s | %.0f | %s | %s | %.1f | %s | %s | %s |\n",
-				wl, tn, r.rps, usec(r.p50), usec(r.p99), r.cpuUS, mib(r.rssKiB), cpuRatio, rpsRatio)
+				wl, label, r.rps, usec(r.p50), usec(r.p99), r.cpuUS, mib(r.rssKiB), cpuR, rpsR)
 		}
 	}
 	s.WriteString("\nWorkloads:\n")
 	for _, wl := range b.order {
 		fmt.Fprintf(&s, "- `%s`: %s", wl, b.whats[wl])
+		if bw := b.bareWhat[wl]; bw != "" {
+			fmt.Fprintf(&s, "; the bare proxy forwards a pass-through %s in the same rounds", bw)
+		}
 		for _, tn := range []string{targetDirect, targetBare, targetGuard} {
 			if r := b.get(wl, tn); r != nil && r.note != "" {
 				fmt.Fprintf(&s, "; %s: %s", tn, r.note)

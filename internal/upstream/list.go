@@ -150,11 +150,12 @@ func (c *ListClient) observe(result string, start time.Time) {
 // classify names a lookup's result and what it says about Composio's health.
 // parent is the caller's context: its cancellation means the caller left.
 func classify(parent context.Context, err error) (string, outcome) {
-	var se *StatusError
-	switch {
-	case err == nil:
+	if err == nil {
 		return LookupOK, outcomeSuccess
-	case errors.As(err, &se):
+	}
+	_, refused := errors.AsType[*StatusError](err)
+	switch {
+	case refused:
 		return LookupRefused, outcomeSuccess // Composio answered
 	case errors.Is(err, ErrInvalidQuery):
 		return LookupError, outcomeNeutral
@@ -180,20 +181,39 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 	}
 	u := *c.base
 	u.Path += q.APIPrefix + "/connected_accounts"
-	// The SDK's own encoding: url.Values sorts the keys, arrays are one
-	// comma-joined value and the comma is percent-encoded.
-	v := url.Values{
-		"auth_config_ids": {q.AuthConfigID},
-		"user_ids":        {q.UserID},
-	}
+	// The SDK's own encoding (what url.Values.Encode makes): keys sorted,
+	// arrays one comma-joined value with the comma percent-encoded.
+	// Written out by hand: this runs on every guarded request.
+	var statuses string
 	if len(q.Statuses) > 0 {
-		v["statuses"] = []string{strings.Join(q.Statuses, ",")}
+		statuses = strings.Join(q.Statuses, ",")
 	}
-	if q.AccountType != "" {
-		v["account_type"] = []string{q.AccountType}
-	}
-	if c.limit != "" {
-		v["limit"] = []string{c.limit}
+	query := func(cursor string) string {
+		var b strings.Builder
+		b.Grow(128 + len(q.AuthConfigID) + len(q.UserID) + len(cursor))
+		param := func(k, v string) {
+			if b.Len() > 0 {
+				b.WriteByte('&')
+			}
+			b.WriteString(k)
+			b.WriteByte('=')
+			b.WriteString(url.QueryEscape(v))
+		}
+		if q.AccountType != "" {
+			param("account_type", q.AccountType)
+		}
+		param("auth_config_ids", q.AuthConfigID)
+		if cursor != "" {
+			param("cursor", cursor)
+		}
+		if c.limit != "" {
+			param("limit", c.limit)
+		}
+		if statuses != "" {
+			param("statuses", statuses)
+		}
+		param("user_ids", q.UserID)
+		return b.String()
 	}
 	// A new map, so the caller's is left as it was; the values are shared
 	// (nothing on the way out changes them).
@@ -201,12 +221,13 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 	for k, vs := range q.Header {
 		hdr[http.CanonicalHeaderKey(k)] = vs
 	}
-	hdr["Accept"] = []string{"application/json"}
+	hdr["Accept"] = acceptJSON
 	hdr["User-Agent"] = c.ua
 
 	var res ListResult
+	cursor := ""
 	for page := 1; ; page++ {
-		u.RawQuery = v.Encode()
+		u.RawQuery = query(cursor)
 		next, err := c.page(ctx, u.String(), hdr, &res)
 		if err != nil {
 			return ListResult{}, fmt.Errorf("lookup page %d: %w", page, err)
@@ -217,9 +238,12 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 		if page >= c.pages {
 			return ListResult{}, fmt.Errorf("%w (%d pages read)", ErrTooManyPages, page)
 		}
-		v["cursor"] = []string{next}
+		cursor = next
 	}
 }
+
+// acceptJSON is shared by every lookup; nothing changes it.
+var acceptJSON = []string{"application/json"}
 
 // listPage is the part of a list answer the guard reads.
 type listPage struct {

@@ -2,7 +2,7 @@
 # Installs what the test suite needs on a fresh Debian machine, and nothing
 # that is already there: redis-server (replica and Redis tests), Node.js + npm
 # and the pinned SDKs (real-SDK conformance suite), promtool (alert rules),
-# kustomize (manifests). Idempotent: a second run only checks.
+# kustomize (manifests), wrk (the load benchmark). Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,8 @@ apt_need=()
 command -v redis-server >/dev/null 2>&1 || apt_need+=(redis-server)
 command -v node >/dev/null 2>&1 || apt_need+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_need+=(npm)
+command -v wrk >/dev/null 2>&1 || apt_need+=(wrk)         # bench/run.sh
+command -v taskset >/dev/null 2>&1 || apt_need+=(util-linux)
 if ((${#apt_need[@]})); then
   echo "deps: apt-get install ${apt_need[*]}"
   sudo_cmd=""

@@ -43,9 +43,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "bench: building into $bin" >&2
-go build -o "$bin/composio-guard" ./cmd/proxy
-go build -o "$bin/bareproxy" ./bench/cmd/bareproxy
-go build -o "$bin/upstream" ./bench/cmd/upstream
+# As deploy/Dockerfile builds the release binary; the floor and the upstream alike.
+release() { CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$@"; }
+release "$bin/composio-guard" ./cmd/proxy
+release "$bin/bareproxy" ./bench/cmd/bareproxy
+release "$bin/upstream" ./bench/cmd/upstream
 go build -o "$bin/loadbench" ./bench/cmd/loadbench
 
 # loadbench itself shares the load CPU; it starts the proxies with taskset -c 0.

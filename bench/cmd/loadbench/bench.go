@@ -162,6 +162,9 @@ func (b *bench) startTarget(name string) (*target, error) {
 		if b.o.profileDir != "" {
 			env = append(env, "GUARD_PPROF=true")
 		}
+		if b.o.guardEnv != "" {
+			env = append(env, strings.Split(b.o.guardEnv, ",")...)
+		}
 		p, err := startProc("composio-guard", b.o.proxyCPU, env, b.o.guardBin)
 		if err != nil {
 			return nil, err

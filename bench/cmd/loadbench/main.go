@@ -40,6 +40,7 @@ type options struct {
 	profileDir   string
 	barePool     bool
 	only         string
+	guardEnv     string
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	fs.StringVar(&o.profileDir, "profile", "", "save a CPU profile of every measured guard run here (GUARD_PPROF=true; profiling skews the ratios)")
 	fs.BoolVar(&o.barePool, "bare-buffer-pool", false, "give the bare proxy a copy-buffer pool as well")
 	fs.StringVar(&o.only, "only", "", "comma-separated workloads to run (default all)")
+	fs.StringVar(&o.guardEnv, "guard-env", "", "extra environment of composio-guard, comma-separated KEY=VALUE (e.g. GOGC=100)")
 	_ = fs.Parse(os.Args[1:])
 	defaults(&o)
 

@@ -1,6 +1,7 @@
 package logging
 
 import (
+	"sync"
 	"time"
 
 	"go.uber.org/zap/zapcore"
@@ -10,15 +11,20 @@ import (
 // always looked like.
 const iso8601Layout = "2006-01-02T15:04:05.000Z0700"
 
+// tsBuffers recycles the bytes of one timestamp.
+var tsBuffers = sync.Pool{New: func() any { return new([24]byte) }}
+
 // iso8601 writes ts as iso8601Layout does. Every line has one, so UTC times
-// of years 0 to 9999 (all of them, in practice) are formatted by hand, about
-// five times faster than time.Format; anything else goes through the layout.
+// of years 0 to 9999 (all of them, in practice) are formatted by hand in
+// about half the time of the layout; anything else goes through the layout.
 func iso8601(t time.Time, enc zapcore.PrimitiveArrayEncoder) {
 	if _, off := t.Zone(); off != 0 || t.Year() < 0 || t.Year() > 9999 {
 		enc.AppendString(t.Format(iso8601Layout))
 		return
 	}
-	var b [24]byte
+	// Pooled: the encoder copies the bytes, and a local array would escape.
+	b := tsBuffers.Get().(*[24]byte)
+	defer tsBuffers.Put(b)
 	year, month, day := t.Date()
 	hour, minute, sec := t.Clock()
 	ms := t.Nanosecond() / int(time.Millisecond)

@@ -108,7 +108,7 @@ func (s SandboxSize) Rank() int {
 func (s SandboxSize) Valid() bool { return s.Rank() > 0 }
 
 // Config is every setting, read from GUARD_* variables. Field comments are
-// the documentation; docs/parts/config.md mirrors them.
+// the documentation; the README's "Settings" section mirrors them.
 type Config struct {
 	// Listeners.
 	UpstreamURL       string        `env:"UPSTREAM_URL" envDefault:"https://backend.composio.dev"`

@@ -1,6 +1,6 @@
 # The two commands of the README: `go run ./cmd/proxy` (or `make demo`) and `make test`.
 GO ?= go
-FUZZTIME ?= 10s
+FUZZTIME ?= 30000x
 
 .PHONY: run demo test deps vet unit allocs fuzz bench bench-short build generate
 

@@ -201,7 +201,12 @@ func TestBreakerProbeCallerGone(t *testing.T) {
 	f.code.Store(http.StatusOK)
 	h := &holder{arrived: make(chan struct{}, 1), release: make(chan struct{})}
 	f.hold.Store(h)
-	defer close(h.release)
+	// Released by closing: the canceled probe's handler may still be waiting
+	// (the server sees the client leave a moment later), and a single send
+	// could wake it instead of the next probe's.
+	var once sync.Once
+	releaseAll := func() { once.Do(func() { close(h.release) }) }
+	defer releaseAll()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	gone := make(chan error, 1)
@@ -221,7 +226,7 @@ func TestBreakerProbeCallerGone(t *testing.T) {
 		t.Errorf("a second probe ran at the same time: %v", err)
 	}
 	f.hold.Store(nil)
-	h.release <- struct{}{}
+	releaseAll()
 	if err := <-next; err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package composiotest
 
 import (
+	"github.com/composio-guard/composio-guard/internal/apierror"
+
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
@@ -345,16 +347,6 @@ const (
 	SlugForbidden    = "Forbidden"
 )
 
-type errorBody struct {
-	Message      string   `json:"message"`
-	Code         int      `json:"code"`
-	Slug         string   `json:"slug"`
-	Status       int      `json:"status"`
-	RequestID    string   `json:"request_id"`
-	SuggestedFix string   `json:"suggested_fix"`
-	Errors       []string `json:"errors"`
-}
-
 // writeError sends Composio's error envelope. The body's request_id is the
 // inbound X-Request-Id when there is one.
 func writeError(w http.ResponseWriter, r *http.Request, status, code int, slug, msg, fix string, errs ...string) {
@@ -365,7 +357,9 @@ func writeError(w http.ResponseWriter, r *http.Request, status, code int, slug, 
 	if errs == nil {
 		errs = []string{}
 	}
-	writeJSON(w, status, map[string]errorBody{"error": {
+	// The same envelope type the proxy writes: its extension members are
+	// omitted when empty, so the fake's bodies carry only Composio's members.
+	writeJSON(w, status, map[string]*apierror.Error{"error": {
 		Message: msg, Code: code, Slug: slug, Status: status, RequestID: rid, SuggestedFix: fix, Errors: errs,
 	}})
 }

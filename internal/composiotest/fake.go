@@ -1,8 +1,6 @@
 package composiotest
 
 import (
-	"github.com/composio-guard/composio-guard/internal/apierror"
-
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
@@ -16,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/composio-guard/composio-guard/internal/apierror"
 )
 
 // Route names: the closed set used by faults, the request log and Count.

@@ -22,6 +22,7 @@ import (
 	"github.com/composio-guard/composio-guard/internal/apierror"
 	"github.com/composio-guard/composio-guard/internal/config"
 	"github.com/composio-guard/composio-guard/internal/lock"
+	"github.com/composio-guard/composio-guard/internal/logging"
 	"github.com/composio-guard/composio-guard/internal/metrics"
 	"github.com/composio-guard/composio-guard/internal/reqscope"
 	"github.com/composio-guard/composio-guard/internal/upstream"
@@ -504,19 +505,22 @@ func (g *Guard) dropLease(ctx context.Context, c *call) {
 	}
 }
 
-// decide records, counts and logs one decision.
+// decide records and counts one decision. The request's access line carries
+// it (decision, reason, mode, lookup_duration); a failure to check is also
+// logged at WARN with its error, and every decision at DEBUG.
 func (g *Guard) decide(c *call, decision, reason string, err error) {
-	c.sc.Decision, c.sc.Reason = decision, reason
+	c.sc.Decision, c.sc.Reason, c.sc.Mode = decision, reason, g.cfg.Mode
 	g.m.Decisions.WithLabelValues(c.route, decision, g.cfg.Mode).Inc()
-	level := zap.InfoLevel
+	level := zap.DebugLevel
 	if decision == DecisionFailedOpen || decision == DecisionFailedClosed {
 		level = zap.WarnLevel
 	}
 	// Check first: the fields are only built when the line will be written.
 	if ce := c.log.Check(level, "guard decision"); ce != nil {
 		fields := []zap.Field{
-			zap.String("route", c.route), zap.String("decision", decision), zap.String("reason", reason),
-			zap.String("mode", g.cfg.Mode), zap.Duration("lookup_duration", c.lookup),
+			zap.String(logging.FieldRoute, c.route), zap.String(logging.FieldDecision, decision),
+			zap.String(logging.FieldReason, reason), zap.String(logging.FieldMode, g.cfg.Mode),
+			zap.Duration(logging.FieldLookupDuration, c.lookup),
 		}
 		if err != nil {
 			fields = append(fields, zap.Error(err))

@@ -716,8 +716,13 @@ func TestDecisionLogs(t *testing.T) {
 	e := newEnv(t, intercept.Config{})
 	e.up.add(active("ca_1", "u", "ac"))
 	e.link(t, "u", "ac", "X-Request-Id", "rid-log", "x-org-api-key", "org_SECRET_key")
+	// The access line carries the decision (the scope is what it reads).
+	if sc := <-e.scopes; sc != (seenScope{Route: "link", Decision: "rejected_duplicate", Reason: intercept.ReasonActiveAccount, Mode: "enforce"}) {
+		t.Fatalf("scope %+v", sc)
+	}
+	// Its own line is DEBUG (only failures are WARN).
 	ds := e.decisions()
-	if len(ds) != 1 || ds[0].Level.String() != "info" {
+	if len(ds) != 1 || ds[0].Level.String() != "debug" {
 		t.Fatalf("decision logs %v", ds)
 	}
 	f := ds[0].ContextMap()

@@ -194,7 +194,7 @@ type env struct {
 	m      *metrics.Metrics
 	logs   *observer.ObservedLogs
 	srv    *httptest.Server
-	scopes chan seenScope // route, decision and reason of each request, once served
+	scopes chan seenScope // what each request's access line would carry, once served
 }
 
 type envOpt func(*env)
@@ -227,7 +227,7 @@ func newEnv(t *testing.T, cfg intercept.Config, opts ...envOpt) *env {
 		sc := &reqscope.Scope{RequestID: id, Start: time.Now(), Logger: logger.With(zap.String("request_id", id)), Route: reqscope.RoutePassthrough}
 		router.ServeHTTP(w, r.WithContext(reqscope.With(r.Context(), sc)))
 		select {
-		case e.scopes <- seenScope{Route: sc.Route, Decision: sc.Decision, Reason: sc.Reason}:
+		case e.scopes <- seenScope{Route: sc.Route, Decision: sc.Decision, Reason: sc.Reason, Mode: sc.Mode, SandboxSize: sc.SandboxSize}:
 		default:
 		}
 	}))
@@ -235,7 +235,7 @@ func newEnv(t *testing.T, cfg intercept.Config, opts ...envOpt) *env {
 	return e
 }
 
-type seenScope struct{ Route, Decision, Reason string }
+type seenScope struct{ Route, Decision, Reason, Mode, SandboxSize string }
 
 // answer is what a client saw.
 type answer struct {

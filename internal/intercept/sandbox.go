@@ -12,6 +12,7 @@ import (
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
 	"github.com/composio-guard/composio-guard/internal/config"
+	"github.com/composio-guard/composio-guard/internal/logging"
 	"github.com/composio-guard/composio-guard/internal/reqscope"
 )
 
@@ -308,14 +309,16 @@ func withBody(r *http.Request, body captured, plain []byte) (*http.Request, erro
 	return out, nil
 }
 
-// decideSandbox records, counts and logs one sandbox decision.
+// decideSandbox records and counts one sandbox decision; the access line
+// carries it (sandbox_size included), and DEBUG logs it on its own line.
 func (g *Guard) decideSandbox(c *call, decision, reason, size string) {
-	c.sc.Decision, c.sc.Reason = decision, reason
+	c.sc.Decision, c.sc.Reason, c.sc.Mode, c.sc.SandboxSize = decision, reason, g.cfg.Mode, size
 	g.m.Decisions.WithLabelValues(c.route, decision, g.cfg.Mode).Inc()
 	g.m.Sandbox.WithLabelValues(c.route, size, decision).Inc()
-	if ce := c.log.Check(zap.InfoLevel, "guard decision"); ce != nil {
-		ce.Write(zap.String("route", c.route), zap.String("decision", decision), zap.String("reason", reason),
-			zap.String("mode", g.cfg.Mode), zap.String("sandbox_size", size))
+	if ce := c.log.Check(zap.DebugLevel, "guard decision"); ce != nil {
+		ce.Write(zap.String(logging.FieldRoute, c.route), zap.String(logging.FieldDecision, decision),
+			zap.String(logging.FieldReason, reason), zap.String(logging.FieldMode, g.cfg.Mode),
+			zap.String(logging.FieldSandboxSize, size))
 	}
 }
 

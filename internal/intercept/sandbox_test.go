@@ -174,7 +174,8 @@ func TestSandboxPolicy(t *testing.T) {
 					if n := counter(e.m.Decisions.WithLabelValues(route.label, tc.decision, "enforce")); n != 1 {
 						t.Fatalf("decisions_total{%s,%s,enforce} = %v, want 1", route.label, tc.decision, n)
 					}
-					if sc := <-e.scopes; sc.Route != route.label || sc.Decision != tc.decision || sc.Reason != tc.reason {
+					if sc := <-e.scopes; sc.Route != route.label || sc.Decision != tc.decision || sc.Reason != tc.reason ||
+						sc.Mode != "enforce" || sc.SandboxSize != tc.size {
 						t.Fatalf("scope %+v, want %s %s %s", sc, route.label, tc.decision, tc.reason)
 					}
 					ds := e.decisions()

@@ -30,6 +30,10 @@ type Scope struct {
 	Route    string // one of the Route* constants
 	Decision string // guard decision, "" when none was taken
 	Reason   string // reason code behind the decision, "" when none
+	Mode     string // the guard's mode (enforce, shadow, off) when it decided
+	// SandboxSize is the tier a Tool Router session request asked for (or
+	// had inserted), "default" or "invalid"; "" on other routes.
+	SandboxSize string
 
 	// Time spent waiting on Composio (lookup and forward round trips,
 	// response bodies included), so the proxy's own overhead can be told apart.

@@ -87,9 +87,6 @@ func Recover(log *zap.Logger) Middleware {
 // set) and back (the answer's header), and puts the request's Scope, whose
 // Logger carries request_id, in the context.
 func RequestID(base *zap.Logger) Middleware {
-	// A request's INFO lines (the guard's decision) leave with its access
-	// line in one write; see logging.Held.
-	base = logging.Held(base)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			rw := wrap(w)
@@ -237,6 +234,12 @@ func (o *observer) finish(rw *responseWriter, r *http.Request, s *reqscope.Scope
 	}
 	if s.Reason != "" {
 		fields = append(fields, zap.String(logging.FieldReason, s.Reason))
+	}
+	if s.Mode != "" {
+		fields = append(fields, zap.String(logging.FieldMode, s.Mode))
+	}
+	if s.SandboxSize != "" {
+		fields = append(fields, zap.String(logging.FieldSandboxSize, s.SandboxSize))
 	}
 	if r.ContentLength >= 0 {
 		fields = append(fields, zap.Int64(logging.FieldBytesIn, r.ContentLength))

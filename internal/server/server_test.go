@@ -73,6 +73,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.Route = reqscope.RouteLink
 		s.Decision = "rejected_duplicate"
 		s.Reason = "active_account_exists"
+		s.Mode = "enforce"
 		s.LookupNanos.Store(int64(3 * time.Millisecond))
 		s.UpstreamNanos.Store(int64(3 * time.Millisecond))
 		s.Logger.Info("guard decision", zap.String(logging.FieldDecision, s.Decision))
@@ -148,7 +149,7 @@ func TestAccessLogDecision(t *testing.T) {
 	line := r.logs.accessLine(t, "dec-1")
 	if line[logging.FieldRoute] != "link" || line[logging.FieldDecision] != "rejected_duplicate" ||
 		line[logging.FieldReason] != "active_account_exists" || line[logging.FieldLookupDuration] != 0.003 ||
-		line[logging.FieldStatus] != 409.0 {
+		line[logging.FieldStatus] != 409.0 || line[logging.FieldMode] != "enforce" {
 		t.Errorf("access line %v", line)
 	}
 	// The handler's own line through Scope.Logger carries the request id.

@@ -488,7 +488,8 @@ type accessLine struct {
 func checkAccessDurations(t *testing.T, p *proxy) {
 	t.Helper()
 	n := 0
-	for _, raw := range strings.Split(p.proc.Logs(), "\n") {
+	logs := p.proc.WaitLogs(5*time.Second, func(l string) bool { return strings.Contains(l, `"msg":"request"`) })
+	for _, raw := range strings.Split(logs, "\n") {
 		var l accessLine
 		if json.Unmarshal([]byte(raw), &l) != nil || l.Msg != "request" {
 			continue

@@ -139,6 +139,15 @@ type call struct {
 	key      string
 	lookup   time.Duration
 	leasesOn bool
+
+	// What outgoing needs to build the request to forward, which is only
+	// done when one is forwarded (a 409 never builds it).
+	body       captured
+	headerSeen bool   // the opt-in header is present
+	querySeen  bool   // the opt-in query parameter is present
+	query      string // the raw query without it
+	// ctx bounds the checked work (see Guard.work); set by check.
+	ctx context.Context
 }
 
 func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix string) {
@@ -181,27 +190,32 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix stri
 		return
 	}
 
-	out, headerOn, queryOn := outgoing(r, body, c.in)
+	c.body = body
+	var headerOn, queryOn bool
+	c.headerSeen, headerOn = optInHeader(r.Header)
+	c.query, c.querySeen, queryOn = stripQuery(r.URL.RawQuery)
 	optIn := headerOn || queryOn || c.in.flagOn
 	if optIn && g.cfg.AllowMultiple == AllowMultipleFlag {
 		g.decide(c, DecisionAllowedMultiple, ReasonOptIn, nil)
-		g.forward.ServeHTTP(w, out)
+		g.forward.ServeHTTP(w, c.outgoing(r, r.Context()))
 		return
 	}
 	if _, ok := g.multi[c.in.AuthConfigID]; ok {
 		g.decide(c, DecisionAllowedMultiple, ReasonMultipleAllowed, nil)
-		g.forward.ServeHTTP(w, out)
+		g.forward.ServeHTTP(w, c.outgoing(r, r.Context()))
 		return
 	}
 	c.leasesOn = route == reqscope.RouteLink && g.cfg.PendingAction != PendingOff
-	g.check(w, out, c)
+	g.check(w, r, c)
 }
 
-// check runs the duplicate check under the per-key lock and answers or forwards.
+// check runs the duplicate check under the per-key lock and answers or
+// forwards. r is the request as received: only what is forwarded is rebuilt
+// (see call.outgoing).
 func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 	ctx, cancel := context.WithTimeout(r.Context(), g.work)
 	defer cancel()
-	r = r.WithContext(ctx)
+	c.ctx = ctx
 	in := c.in
 	accountType := in.AccountType
 	if c.prefix == "/api/v3" {
@@ -393,7 +407,7 @@ func (g *Guard) pendingUnknown(w http.ResponseWriter, r *http.Request, c *call) 
 
 // fail handles a check that could not run, by the failure mode.
 func (g *Guard) fail(w http.ResponseWriter, r *http.Request, c *call, reason string, err error) {
-	if errors.Is(r.Context().Err(), context.Canceled) {
+	if errors.Is(c.ctx.Err(), context.Canceled) {
 		// The client went away (the work deadline would be DeadlineExceeded):
 		// the check failing says nothing about Composio, and nobody is there to answer.
 		g.decide(c, DecisionClientGone, ReasonClientGone, err)
@@ -421,6 +435,7 @@ func (g *Guard) fail(w http.ResponseWriter, r *http.Request, c *call, reason str
 // forwardGuarded forwards a checked request and, for a link, keeps its 2xx
 // answer as the key's pending lease.
 func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) {
+	r = c.outgoing(r, c.ctx)
 	if !c.leasesOn {
 		g.forward.ServeHTTP(w, r)
 		return
@@ -593,26 +608,26 @@ func writeStatusError(w http.ResponseWriter, se *upstream.StatusError, requestID
 	_, _ = w.Write(se.Body)
 }
 
-// outgoing is the request to forward after a successful parse: the opt-in
-// flag gone from header, query and body, and the body restored.
-func outgoing(r *http.Request, body captured, in guarded) (out *http.Request, headerOn, queryOn bool) {
-	out = r.WithContext(r.Context()) // shallow copy: the caller's request stays as received
+// outgoing is the request to forward after a successful parse, under ctx:
+// the opt-in flag gone from header, query and body, and the body restored.
+// The caller's request stays as received.
+func (c *call) outgoing(r *http.Request, ctx context.Context) *http.Request {
+	out := r.WithContext(ctx) // shallow copy
 	out.Header = r.Header.Clone()
-	var headerSeen bool
-	if headerSeen, headerOn = optInHeader(r.Header); headerSeen {
+	if c.headerSeen {
 		out.Header.Del(apierror.HeaderAllowMultiple)
 	}
-	if q, seen, on := stripQuery(r.URL.RawQuery); seen {
+	if c.querySeen {
 		u := *r.URL
-		u.RawQuery, u.ForceQuery = q, false
-		out.URL, queryOn = &u, on
+		u.RawQuery, u.ForceQuery = c.query, false
+		out.URL = &u
 	}
-	b := body.raw
-	if in.flagFound { // never with gzip: that is refused before
-		b = stripFlag(body.raw, in.flag)
+	b := c.body.raw
+	if c.in.flagFound { // never with gzip: that is refused before
+		b = stripFlag(c.body.raw, c.in.flag)
 	}
 	setBody(out, b)
-	return out, headerOn, queryOn
+	return out
 }
 
 // asSent restores a body the guard read, unchanged, for a shadow-mode forward.

@@ -3,14 +3,12 @@ package upstream
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,19 +243,6 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 // acceptJSON is shared by every lookup; nothing changes it.
 var acceptJSON = []string{"application/json"}
 
-// listPage is the part of a list answer the guard reads.
-type listPage struct {
-	Items *[]struct {
-		ID         string `json:"id"`
-		Status     string `json:"status"`
-		UserID     string `json:"user_id"`
-		AuthConfig struct {
-			ID string `json:"id"`
-		} `json:"auth_config"`
-	} `json:"items"`
-	NextCursor *string `json:"next_cursor"`
-}
-
 // page reads one page into res and returns the next cursor ("" at the end).
 func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, res *ListResult) (string, error) {
 	resp, err := c.roundTrip(ctx, rawURL, hdr)
@@ -305,28 +290,22 @@ func decodePage(body io.Reader, res *ListResult) (string, error) {
 	if size > MaxListAnswerBytes {
 		return "", fmt.Errorf("%w: larger than %d bytes", ErrBadAnswer, MaxListAnswerBytes)
 	}
-	// Unmarshal, unlike a Decoder, also refuses data after the value.
-	var p listPage
-	if err := json.Unmarshal(buf.Bytes(), &p); err != nil {
+	n := len(res.Items)
+	items, hasItems, next, err := parseListPage(buf.Bytes(), res.Items[n:])
+	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadAnswer, err)
 	}
-	if p.Items == nil {
+	if !hasItems {
 		return "", fmt.Errorf("%w: no items", ErrBadAnswer)
 	}
-	n := len(res.Items)
-	res.Items = slices.Grow(res.Items, len(*p.Items))
-	for i, it := range *p.Items {
+	for i, it := range items {
 		// An item the guard cannot attribute would be a silent miss.
-		if it.ID == "" || it.Status == "" || it.UserID == "" || it.AuthConfig.ID == "" {
-			res.Items = res.Items[:n]
+		if it.ID == "" || it.Status == "" || it.UserID == "" || it.AuthConfigID == "" {
 			return "", fmt.Errorf("%w: item %d lacks id, status, user_id or auth_config.id", ErrBadAnswer, i)
 		}
-		res.Items = append(res.Items, Account{ID: it.ID, Status: it.Status, UserID: it.UserID, AuthConfigID: it.AuthConfig.ID})
 	}
-	if p.NextCursor == nil {
-		return "", nil
-	}
-	return *p.NextCursor, nil
+	res.Items = append(res.Items, items...)
+	return next, nil
 }
 
 // pageBuffers recycles the buffers list answers are read into.

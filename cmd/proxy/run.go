@@ -48,7 +48,7 @@ func run(ctx context.Context, o options) error {
 		}
 		defer stopFake()
 	}
-	log, err := logging.NewBuffered(string(cfg.LogLevel), o.stderr, cfg.LogFlushInterval)
+	log, err := logging.New(string(cfg.LogLevel), o.stderr)
 	if err != nil {
 		return fmt.Errorf("logger: %w", err)
 	}

@@ -121,11 +121,7 @@ type Config struct {
 	ShutdownGrace     time.Duration `env:"SHUTDOWN_GRACE" envDefault:"25s"`
 	DrainDelay        time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
 	LogLevel          LogLevel      `env:"LOG_LEVEL" envDefault:"info"`
-	// LogFlushInterval: INFO and DEBUG lines wait at most this long to be
-	// written together; 0 writes every line at once. WARN and ERROR lines
-	// are never held.
-	LogFlushInterval time.Duration `env:"LOG_FLUSH_INTERVAL" envDefault:"20ms"`
-	Pprof            bool          `env:"PPROF" envDefault:"false"`
+	Pprof             bool          `env:"PPROF" envDefault:"false"`
 
 	// Guard policy.
 	Mode                Mode          `env:"MODE" envDefault:"enforce"`
@@ -317,9 +313,6 @@ func (c Config) Validate() error {
 		bad("DRAIN_DELAY", "(%s) must be shorter than GUARD_SHUTDOWN_GRACE (%s), or in-flight requests get no time to finish", c.DrainDelay, c.ShutdownGrace)
 	}
 	oneOf("LOG_LEVEL", string(c.LogLevel), "debug", "info", "warn", "error")
-	if c.LogFlushInterval < 0 || c.LogFlushInterval > 10*time.Second {
-		bad("LOG_FLUSH_INTERVAL", "must be 0 (write every line at once) to 10s, got %s", c.LogFlushInterval)
-	}
 
 	oneOf("MODE", string(c.Mode), "enforce", "shadow", "off")
 	oneOf("FAILURE_MODE", string(c.FailureMode), "closed", "open")

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -36,27 +35,11 @@ const (
 	FieldError            = "error"
 )
 
-// DefaultFlushInterval is how long INFO and DEBUG lines may wait to be
-// written together (GUARD_LOG_FLUSH_INTERVAL).
-const DefaultFlushInterval = 20 * time.Millisecond
-
-// New returns a JSON logger at level (debug, info, warn or error) writing
-// every line to w at once, or to stderr when w is nil. See NewBuffered.
+// New returns a JSON logger at level (debug, info, warn or error) writing to
+// w, or to stderr when w is nil. There is no sampling and no caller
+// annotation (runtime.Caller on every line costs more than the line). Each
+// line is one write to w, except the INFO and DEBUG lines of a Held logger.
 func New(level string, w io.Writer) (*zap.Logger, error) {
-	return NewBuffered(level, w, 0)
-}
-
-// NewBuffered returns a JSON logger at level (debug, info, warn or error)
-// writing to w, or to stderr when w is nil. There is no sampling and no
-// caller annotation (runtime.Caller on every line costs more than the line).
-//
-// With flush > 0, INFO and DEBUG lines wait, at most flush, to leave in one
-// write together (at most 64 KiB): under load that is one write(2) for many
-// access lines instead of one each, which costs a few µs and wakes the
-// reader of a pipe every time. A WARN or ERROR line is written at once,
-// after the lines that wait, so the order is kept; Sync writes what waits.
-// With flush == 0 every line is one write.
-func NewBuffered(level string, w io.Writer, flush time.Duration) (*zap.Logger, error) {
 	var lvl zapcore.Level
 	switch strings.ToLower(strings.TrimSpace(level)) {
 	case "debug":
@@ -73,10 +56,10 @@ func NewBuffered(level string, w io.Writer, flush time.Duration) (*zap.Logger, e
 	if w == nil {
 		w = os.Stderr
 	}
-	s := newSink(zapcore.AddSync(w), flush)
+	s := newSink(zapcore.AddSync(w))
 	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{
 		TimeKey:        "ts",
-		LevelKey:       "level", // first member: the sink reads it
+		LevelKey:       "level",
 		NameKey:        "logger",
 		MessageKey:     "msg",
 		StacktraceKey:  "stacktrace",
@@ -86,5 +69,28 @@ func NewBuffered(level string, w io.Writer, flush time.Duration) (*zap.Logger, e
 		EncodeDuration: zapcore.SecondsDurationEncoder,
 		EncodeName:     zapcore.FullNameEncoder,
 	})
-	return zap.New(zapcore.NewCore(enc, s, lvl), zap.ErrorOutput(s)), nil
+	core := &splitCore{
+		Core: zapcore.NewCore(enc, directWriter{s}, lvl),
+		held: zapcore.NewCore(enc.Clone(), heldWriter{s}, lvl),
+	}
+	return zap.New(core, zap.ErrorOutput(directWriter{s})), nil
+}
+
+// Held returns a logger like l whose INFO and DEBUG lines may wait, at most
+// MaxHold, for the next line l writes, and then leave with it in one write.
+// The server gives it to each request: the guard's decision line then goes
+// out together with the request's access line, one write(2) instead of two
+// (each costs a few µs, and the reader of a pipe is woken each time).
+// Warnings and errors are never held, and Sync writes what waits. For a
+// logger New did not make, Held returns l.
+func Held(l *zap.Logger) *zap.Logger {
+	if _, ok := l.Core().(*splitCore); !ok {
+		return l
+	}
+	return l.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		if sc, ok := c.(*splitCore); ok {
+			return sc.held
+		}
+		return c
+	}))
 }

@@ -8,48 +8,37 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// maxBuffered bounds the bytes that wait; past it, they are written at once.
-const maxBuffered = 64 << 10
+// MaxHold bounds how long a held line waits for company (see Held).
+const MaxHold = 20 * time.Millisecond
 
-// sink serialises every line onto out. With a flush interval, INFO and DEBUG
-// lines wait in buf until the interval has passed since the first of them,
-// until maxBuffered bytes wait, until a WARN or ERROR line comes (written
-// together with them, in order), or until Sync. Without one, every line is
-// one write.
+// maxHeld bounds the bytes held; past it, lines are written at once.
+const maxHeld = 64 << 10
+
+// sink serialises every line onto out. Held lines wait in buf until the
+// next line written directly, the timer, or Sync; lines keep their order.
 type sink struct {
-	mu       sync.Mutex
-	out      zapcore.WriteSyncer
-	interval time.Duration
-	buf      []byte
-	timer    *time.Timer
-	armed    bool
+	mu    sync.Mutex
+	out   zapcore.WriteSyncer
+	buf   []byte
+	timer *time.Timer
+	armed bool
 }
 
-func newSink(out zapcore.WriteSyncer, interval time.Duration) *sink {
-	s := &sink{out: out, interval: interval}
-	if interval > 0 {
-		s.timer = time.AfterFunc(time.Hour, s.flushTimer)
-		s.timer.Stop()
-	}
+func newSink(out zapcore.WriteSyncer) *sink {
+	s := &sink{out: out}
+	s.timer = time.AfterFunc(time.Hour, s.flushTimer)
+	s.timer.Stop()
 	return s
 }
 
-var (
-	infoPrefix  = []byte(`{"level":"info"`)
-	debugPrefix = []byte(`{"level":"debug"`)
-)
-
-// Write takes one encoded line; the level is its first member (see the
-// encoder configuration in NewBuffered).
-func (s *sink) Write(p []byte) (int, error) {
-	wait := s.interval > 0 && (bytes.HasPrefix(p, infoPrefix) || bytes.HasPrefix(p, debugPrefix))
+func (s *sink) write(p []byte, hold bool) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if wait && len(s.buf)+len(p) <= maxBuffered {
+	if hold && len(s.buf)+len(p) <= maxHeld {
 		s.buf = append(s.buf, p...)
 		if !s.armed {
 			s.armed = true
-			s.timer.Reset(s.interval)
+			s.timer.Reset(MaxHold)
 		}
 		return len(p), nil
 	}
@@ -66,7 +55,7 @@ func (s *sink) flushLocked() error {
 		return nil
 	}
 	_, err := s.out.Write(s.buf)
-	if cap(s.buf) > maxBuffered {
+	if cap(s.buf) > maxHeld {
 		s.buf = nil // a burst's big buffer is not kept
 	} else {
 		s.buf = s.buf[:0]
@@ -81,8 +70,7 @@ func (s *sink) flushTimer() {
 	_ = s.flushLocked()
 }
 
-// Sync writes what waits, then syncs the output.
-func (s *sink) Sync() error {
+func (s *sink) sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.flushLocked()
@@ -90,4 +78,35 @@ func (s *sink) Sync() error {
 		err = serr
 	}
 	return err
+}
+
+// directWriter writes a line at once, with whatever was held before it.
+type directWriter struct{ s *sink }
+
+func (w directWriter) Write(p []byte) (int, error) { return w.s.write(p, false) }
+func (w directWriter) Sync() error                 { return w.s.sync() }
+
+// heldWriter holds INFO and DEBUG lines; the level is the first member of
+// every line (see the encoder configuration in New).
+type heldWriter struct{ s *sink }
+
+var (
+	infoPrefix  = []byte(`{"level":"info"`)
+	debugPrefix = []byte(`{"level":"debug"`)
+)
+
+func (w heldWriter) Write(p []byte) (int, error) {
+	return w.s.write(p, bytes.HasPrefix(p, infoPrefix) || bytes.HasPrefix(p, debugPrefix))
+}
+func (w heldWriter) Sync() error { return w.s.sync() }
+
+// splitCore is New's core: it writes directly, and carries the held twin
+// Held hands out, fields included.
+type splitCore struct {
+	zapcore.Core
+	held zapcore.Core
+}
+
+func (c *splitCore) With(fields []zapcore.Field) zapcore.Core {
+	return &splitCore{Core: c.Core.With(fields), held: c.held.With(fields)}
 }

@@ -43,46 +43,41 @@ func msgs(t *testing.T, chunk string) []string {
 	return out
 }
 
-// flush is the interval of the tests: long enough that lines logged one
-// after the other wait together, short enough to wait out.
-const flush = 50 * time.Millisecond
-
-func TestBufferedLines(t *testing.T) {
+func TestHeldLines(t *testing.T) {
 	tests := []struct {
-		name     string
-		interval time.Duration
-		log      func(l *zap.Logger)
-		wantN    int        // writes seen right after logging
-		want     [][]string // messages of each write, once all is out
+		name  string
+		log   func(base, held *zap.Logger)
+		wantN int        // writes seen right after logging
+		want  [][]string // messages of each write, once all is out
 	}{
-		{"info lines wait and leave together",
-			flush, func(l *zap.Logger) { l.Info("a"); l.Debug("b"); l.Info("c") },
-			0, [][]string{{"a", "b", "c"}}},
-		{"a warning is written at once, after what waited",
-			flush, func(l *zap.Logger) { l.Info("a"); l.Warn("b"); l.Info("c") },
-			1, [][]string{{"a", "b"}, {"c"}}},
-		{"an error alone is one write at once",
-			flush, func(l *zap.Logger) { l.Error("e") },
-			1, [][]string{{"e"}}},
-		{"without an interval every line is one write",
-			0, func(l *zap.Logger) { l.Info("a"); l.Info("b") },
+		{"info waits for the next direct line, then both leave in one write",
+			func(base, held *zap.Logger) { held.Info("decision"); base.Info("request") },
+			1, [][]string{{"decision", "request"}}},
+		{"a held warning is written at once, with what waited",
+			func(base, held *zap.Logger) { held.Info("a"); held.Warn("b") },
+			1, [][]string{{"a", "b"}}},
+		{"direct lines are one write each",
+			func(base, held *zap.Logger) { base.Info("a"); base.Info("b") },
 			2, [][]string{{"a"}, {"b"}}},
+		{"a held line alone leaves after MaxHold",
+			func(base, held *zap.Logger) { held.Info("alone") },
+			0, [][]string{{"alone"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var w writes
-			l, err := NewBuffered("debug", &w, tc.interval)
+			base, err := New("info", &w)
 			if err != nil {
 				t.Fatal(err)
 			}
-			l = l.With(zap.String(FieldRequestID, "r1"))
-			tc.log(l)
+			held := Held(base).With(zap.String(FieldRequestID, "r1"))
+			tc.log(base, held)
 			if n := len(w.get()); n != tc.wantN {
 				t.Fatalf("%d writes right away, want %d: %q", n, tc.wantN, w.get())
 			}
 			deadline := time.Now().Add(5 * time.Second)
 			for len(w.get()) < len(tc.want) && time.Now().Before(deadline) {
-				time.Sleep(flush / 4)
+				time.Sleep(MaxHold / 4)
 			}
 			got := w.get()
 			if len(got) != len(tc.want) {
@@ -97,81 +92,55 @@ func TestBufferedLines(t *testing.T) {
 	}
 }
 
-// Past 64 KiB, what waits is written without waiting for the interval.
-func TestBufferedCap(t *testing.T) {
+func TestSyncWritesHeldLines(t *testing.T) {
 	var w writes
-	l, _ := NewBuffered("info", &w, time.Hour)
-	pad := strings.Repeat("x", 1000)
-	for range 100 { // about 110 KiB
-		l.Info("line", zap.String("pad", pad))
-	}
-	got := w.get()
-	if len(got) == 0 {
-		t.Fatal("nothing written after 110 KiB of lines")
-	}
-	for _, chunk := range got {
-		if len(chunk) > maxBuffered+2048 {
-			t.Errorf("one write of %d bytes, over the cap", len(chunk))
-		}
-		msgs(t, chunk) // whole lines only
-	}
-	_ = l.Sync()
-	n := 0
-	for _, chunk := range w.get() {
-		n += len(msgs(t, chunk))
-	}
-	if n != 100 {
-		t.Errorf("%d lines written after Sync, want 100", n)
-	}
-}
-
-func TestSyncWritesWaitingLines(t *testing.T) {
-	var w writes
-	l, _ := NewBuffered("info", &w, time.Hour)
-	l.Info("request")
-	if got := w.get(); len(got) != 0 {
-		t.Fatalf("written before Sync: %q", got)
-	}
-	_ = l.Sync()
-	if got := w.get(); len(got) != 1 || !strings.Contains(got[0], `"msg":"request"`) {
+	base, _ := New("info", &w)
+	Held(base).Info("decision")
+	_ = base.Sync()
+	if got := w.get(); len(got) != 1 || !strings.Contains(got[0], `"msg":"decision"`) {
 		t.Errorf("after Sync: %q", got)
 	}
 }
 
-// Concurrent lines all arrive whole, and each goroutine's lines in order.
-func TestBufferedConcurrent(t *testing.T) {
+func TestHeldOfAnotherLogger(t *testing.T) {
+	l := zap.NewNop()
+	if Held(l) != l {
+		t.Error("Held must hand back a logger New did not make")
+	}
+}
+
+// Concurrent held and direct lines all arrive whole, each request's held
+// line before its own direct line.
+func TestHeldConcurrent(t *testing.T) {
 	var buf lockedBuffer
-	l, _ := NewBuffered("info", &buf, time.Millisecond)
+	base, _ := New("info", &buf)
+	held := Held(base)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 200 {
-				if i%50 == 49 {
-					l.Warn("w", zap.Int("g", g), zap.Int("i", i))
-					continue
-				}
-				l.Info("i", zap.Int("g", g), zap.Int("i", i))
+				id := zap.Int("n", g*1000+i)
+				held.Info("decision", id)
+				base.Info("request", id)
 			}
 		})
 	}
 	wg.Wait()
-	_ = l.Sync()
-	last := map[float64]float64{}
-	n := 0
+	_ = base.Sync()
+	seen := map[float64]string{}
 	for line := range strings.Lines(buf.String()) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("broken line %q", line)
 		}
-		g, i := m["g"].(float64), m["i"].(float64)
-		if prev, ok := last[g]; ok && i != prev+1 {
-			t.Fatalf("goroutine %v: line %v after %v", g, i, prev)
+		n := m["n"].(float64)
+		if m["msg"] == "request" && seen[n] != "decision" {
+			t.Fatalf("request line %v before its decision line", n)
 		}
-		last[g] = i
-		n++
+		seen[n] = m["msg"].(string)
 	}
-	if n != 1600 {
-		t.Errorf("%d lines, want 1600", n)
+	if len(seen) != 1600 {
+		t.Errorf("%d requests logged, want 1600", len(seen))
 	}
 }
 

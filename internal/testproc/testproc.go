@@ -92,20 +92,6 @@ func (p *Proc) Logs() string {
 	return p.logs.String()
 }
 
-// WaitLogs polls Logs until ok holds or within has passed, and returns the
-// last Logs it read. The proxy writes INFO lines in batches, up to
-// GUARD_LOG_FLUSH_INTERVAL late, so a line may follow its request.
-func (p *Proc) WaitLogs(within time.Duration, ok func(logs string) bool) string {
-	deadline := time.Now().Add(within)
-	for {
-		logs := p.Logs()
-		if ok(logs) || time.Now().After(deadline) {
-			return logs
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Start runs bin with env added to a minimal environment and waits (up to
 // 20 s) for a JSON line whose "msg" is "listening". The process is stopped
 // when the test ends.

@@ -229,6 +229,7 @@ func newRunner(h http.Handler, c pathCase) *runner {
 		}
 		if c.body != nil {
 			req.Header["Content-Type"] = jsonCT
+			req.Header["Content-Length"] = []string{strconv.Itoa(r.bodies[i].Len())} // as net/http's server keeps it
 		}
 		req.RemoteAddr = "127.0.0.1:40000"
 		r.reqs = append(r.reqs, req)

@@ -224,10 +224,8 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 	cred := credential(r.Header)
 	c.key = lock.Key(cred, in.AuthConfigID, in.UserID, accountType)
 
-	lctx, lcancel := context.WithTimeout(ctx, g.cfg.LockWait)
 	start := time.Now()
-	unlock, err := g.store.Lock(lctx, c.key, g.cfg.LockTTL)
-	lcancel()
+	unlock, err := g.lock(ctx, c.key)
 	g.m.LockWait.WithLabelValues(g.backend).Observe(time.Since(start).Seconds())
 	if err != nil {
 		reason := ReasonLockError // counted by the backend itself
@@ -348,6 +346,19 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	g.decide(c, DecisionAllowed, reason, nil)
 	g.forwardGuarded(w, r, c)
+}
+
+// lock takes the per-key lock, waiting at most LockWait. A free lock of a
+// backend that can take it at once costs no context and no timer.
+func (g *Guard) lock(ctx context.Context, key string) (lock.Unlock, error) {
+	if tl, ok := g.store.(lock.TryLocker); ok && ctx.Err() == nil {
+		if u, ok := tl.TryLock(key, g.cfg.LockTTL); ok {
+			return u, nil
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, g.cfg.LockWait)
+	defer cancel()
+	return g.store.Lock(lctx, key, g.cfg.LockTTL)
 }
 
 // pending answers a repeat while the first link's account is still INITIATED.
@@ -499,19 +510,16 @@ func (g *Guard) storeLease(ctx context.Context, c *call, cw *captureWriter) bool
 }
 
 // putLease writes a lease even when the client has gone: what Composio did
-// must be remembered for the retry that follows.
+// must be remembered for the retry that follows. The backend bounds the
+// write itself (a Redis call has its GUARD_REDIS_TIMEOUT).
 func (g *Guard) putLease(ctx context.Context, c *call, l lock.Lease) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaseWriteTimeout)
-	defer cancel()
+	ctx = context.WithoutCancel(ctx)
 	if err := g.store.PutLease(ctx, c.key, l); err != nil {
 		c.log.Warn("pending-link lease not stored", zap.String("route", c.route), zap.Error(err))
 		return
 	}
 	g.m.Leases.WithLabelValues(leaseStored).Inc()
 }
-
-// leaseWriteTimeout bounds a lease write made after the client left.
-const leaseWriteTimeout = 2 * time.Second
 
 func (g *Guard) dropLease(ctx context.Context, c *call) {
 	g.m.Leases.WithLabelValues(leaseStale).Inc()
@@ -576,15 +584,18 @@ func credential(h http.Header) string {
 	return b.String()
 }
 
-// listHeader copies only the caller's credential headers, unchanged, and the request id.
+// listHeader picks only the caller's credential headers and the request id,
+// their values shared unchanged (nothing on the way out changes them).
 func listHeader(h http.Header, requestID string) http.Header {
 	out := make(http.Header, 3)
 	for _, name := range credentialHeaders {
 		if vs := h[name]; len(vs) > 0 {
-			out[name] = append([]string(nil), vs...)
+			out[name] = vs
 		}
 	}
-	if requestID != "" {
+	if vs := h[apierror.HeaderRequestID]; len(vs) == 1 && vs[0] == requestID {
+		out[apierror.HeaderRequestID] = vs // as RequestID set it
+	} else if requestID != "" {
 		out.Set(apierror.HeaderRequestID, requestID)
 	}
 	return out
@@ -610,21 +621,22 @@ func writeStatusError(w http.ResponseWriter, se *upstream.StatusError, requestID
 
 // outgoing is the request to forward after a successful parse, under ctx:
 // the opt-in flag gone from header, query and body, and the body restored.
-// The caller's request stays as received.
+// The caller's request stays as received: its header map is shared when
+// nothing in it changes (the ReverseProxy copies it before it edits).
 func (c *call) outgoing(r *http.Request, ctx context.Context) *http.Request {
+	b := c.body.raw
+	if c.in.flagFound { // never with gzip: that is refused before
+		b = stripFlag(c.body.raw, c.in.flag)
+	}
 	out := r.WithContext(ctx) // shallow copy
-	out.Header = r.Header.Clone()
-	if c.headerSeen {
+	if c.headerSeen || r.Header.Get("Content-Length") != strconv.Itoa(len(b)) {
+		out.Header = r.Header.Clone()
 		out.Header.Del(apierror.HeaderAllowMultiple)
 	}
 	if c.querySeen {
 		u := *r.URL
 		u.RawQuery, u.ForceQuery = c.query, false
 		out.URL = &u
-	}
-	b := c.body.raw
-	if c.in.flagFound { // never with gzip: that is refused before
-		b = stripFlag(c.body.raw, c.in.flag)
 	}
 	setBody(out, b)
 	return out
@@ -652,7 +664,9 @@ func setBody(r *http.Request, b []byte) {
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	r.ContentLength = int64(len(b))
 	r.TransferEncoding = nil
-	r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+	if n := strconv.Itoa(len(b)); r.Header.Get("Content-Length") != n {
+		r.Header.Set("Content-Length", n)
+	}
 	if len(b) == 0 {
 		r.Body, r.GetBody = http.NoBody, nil
 	}

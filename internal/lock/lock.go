@@ -44,6 +44,14 @@ type Store interface {
 	Backend() string
 }
 
+// TryLocker is a Store that can take a free lock without waiting, with no
+// context or timer to set up: the guard tries it first, and waits with Lock
+// only when the key is held. The memory backend is one.
+type TryLocker interface {
+	// TryLock takes the per-key lock if it is free; ok is false if it is held.
+	TryLock(key string, ttl time.Duration) (u Unlock, ok bool)
+}
+
 // Key builds the key of one guarded create. It holds no secret and no raw
 // user id: the credential and the user id are hashed.
 func Key(credential, authConfigID, userID, accountType string) string {

@@ -53,6 +53,39 @@ func (m *memory) Backend() string { return "memory" }
 // Lock ignores ttl: in one process the holder always runs its deferred
 // Unlock, and the guard bounds its own work by a context that ends before ttl.
 func (m *memory) Lock(ctx context.Context, key string, _ time.Duration) (Unlock, error) {
+	e := m.ref(key)
+	// Checked first so that an ended context never takes a free lock.
+	if err := ctx.Err(); err != nil {
+		m.release(key, e)
+		return nil, fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	select {
+	case e.token <- struct{}{}:
+	default:
+		select {
+		case e.token <- struct{}{}:
+		case <-ctx.Done():
+			m.release(key, e)
+			return nil, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+		}
+	}
+	return m.unlocker(key, e), nil
+}
+
+// TryLock takes the lock of key only if it is free.
+func (m *memory) TryLock(key string, _ time.Duration) (Unlock, bool) {
+	e := m.ref(key)
+	select {
+	case e.token <- struct{}{}:
+		return m.unlocker(key, e), true
+	default:
+		m.release(key, e)
+		return nil, false
+	}
+}
+
+// ref finds or makes the entry of key and counts one more holder or waiter.
+func (m *memory) ref(key string) *memEntry {
 	m.mu.Lock()
 	e := m.locks[key]
 	if e == nil {
@@ -61,25 +94,17 @@ func (m *memory) Lock(ctx context.Context, key string, _ time.Duration) (Unlock,
 	}
 	e.refs++
 	m.mu.Unlock()
+	return e
+}
 
-	// Checked first so that an ended context never takes a free lock.
-	if err := ctx.Err(); err != nil {
-		m.release(key, e)
-		return nil, fmt.Errorf("%w: %w", ErrTimeout, err)
-	}
-	select {
-	case e.token <- struct{}{}:
-	case <-ctx.Done():
-		m.release(key, e)
-		return nil, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
-	}
+func (m *memory) unlocker(key string, e *memEntry) Unlock {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			<-e.token
 			m.release(key, e)
 		})
-	}, nil
+	}
 }
 
 func (m *memory) release(key string, e *memEntry) {

@@ -39,6 +39,12 @@ func Run(t *testing.T, newStore func(t *testing.T) lock.Store) {
 		{"LeaseExpires", testLeaseExpires},
 		{"LeasePastExpiryNotReturned", testLeasePast},
 	}
+	if _, ok := newStore(t).(lock.TryLocker); ok {
+		tests = append(tests, struct {
+			name string
+			fn   func(t *testing.T, s lock.Store)
+		}{"TryLock", testTryLock})
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))
@@ -329,4 +335,39 @@ func testLeasePast(t *testing.T, s lock.Store) {
 	if _, ok := getLease(t, s, k); ok {
 		t.Fatal("lease with a past ExpiresAt returned")
 	}
+}
+
+// testTryLock: for a backend that has it, TryLock takes only a free lock and
+// excludes Lock as Lock excludes it.
+func testTryLock(t *testing.T, s lock.Store) {
+	tl := s.(lock.TryLocker)
+	k := key(t, "try")
+	u, ok := tl.TryLock(k, ttl)
+	if !ok {
+		t.Fatal("TryLock of a free key failed")
+	}
+	if u2, ok := tl.TryLock(k, ttl); ok {
+		u2()
+		t.Fatal("TryLock succeeded on a held key")
+	}
+	assertHeld(t, s, k)
+	got := make(chan lock.Unlock, 1)
+	go func() { got <- mustLock(t, s, k) }()
+	select {
+	case <-got:
+		t.Fatal("Lock went through while TryLock held the key")
+	case <-time.After(20 * time.Millisecond):
+	}
+	u()
+	u3 := <-got
+	if u4, ok := tl.TryLock(k, ttl); ok {
+		u4()
+		t.Fatal("TryLock succeeded while Lock held the key")
+	}
+	u3()
+	u5, ok := tl.TryLock(k, ttl)
+	if !ok {
+		t.Fatal("TryLock failed after every holder unlocked")
+	}
+	u5()
 }

@@ -62,10 +62,6 @@ type Error struct {
 	AllowedSizes       []string `json:"allowed_sandbox_sizes,omitempty"`
 }
 
-type envelope struct {
-	Error *Error `json:"error"`
-}
-
 // Options tune how an envelope is sent.
 type Options struct {
 	// NoRetry adds "x-should-retry: false" so the generated SDK clients do not
@@ -84,18 +80,14 @@ func Write(w http.ResponseWriter, e *Error, opt Options) {
 	if e.Errors == nil {
 		e.Errors = []string{}
 	}
-	body, err := json.Marshal(envelope{Error: e})
-	if err != nil { // cannot happen with the types above; never panic on a request path
-		body = []byte(`{"error":{"message":"internal error","code":699,"slug":"` + SlugInternal + `","status":500,"request_id":"","suggested_fix":"","errors":[]}}`)
-		e.Status = http.StatusInternalServerError
-	}
+	body := e.appendEnvelope(make([]byte, 0, 512))
 	body = append(body, '\n')
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = contentTypeJSON
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set(HeaderRequestID, e.RequestID)
 	if opt.NoRetry {
-		h.Set(HeaderShouldRetry, "false")
+		h[HeaderShouldRetry] = shouldRetryFalse
 	}
 	if opt.Close {
 		h.Set("Connection", "close")
@@ -105,4 +97,86 @@ func Write(w http.ResponseWriter, e *Error, opt Options) {
 	}
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(body)
+}
+
+// Header values every answer shares: a header's value slice is replaced by
+// Set and copied by Add (its capacity is its length), never written in place.
+var (
+	contentTypeJSON  = []string{"application/json"}
+	shouldRetryFalse = []string{"false"}
+)
+
+// appendEnvelope appends {"error":e} as json.Marshal writes it, byte for
+// byte (TestEnvelopeMatchesEncodingJSON), without reflection: it is written
+// on every 409.
+func (e *Error) appendEnvelope(b []byte) []byte {
+	b = append(b, `{"error":{"message":`...)
+	b = appendString(b, e.Message)
+	b = append(b, `,"code":`...)
+	b = strconv.AppendInt(b, int64(e.Code), 10)
+	b = append(b, `,"slug":`...)
+	b = appendString(b, e.Slug)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, `,"request_id":`...)
+	b = appendString(b, e.RequestID)
+	b = append(b, `,"suggested_fix":`...)
+	b = appendString(b, e.SuggestedFix)
+	b = append(b, `,"errors":`...)
+	b = appendStrings(b, e.Errors)
+	if len(e.ExistingAccountIDs) > 0 {
+		b = append(b, `,"existing_connected_account_ids":`...)
+		b = appendStrings(b, e.ExistingAccountIDs)
+	}
+	if e.UserID != "" {
+		b = append(b, `,"user_id":`...)
+		b = appendString(b, e.UserID)
+	}
+	if e.AuthConfigID != "" {
+		b = append(b, `,"auth_config_id":`...)
+		b = appendString(b, e.AuthConfigID)
+	}
+	if e.RequestedSize != "" {
+		b = append(b, `,"requested_sandbox_size":`...)
+		b = appendString(b, e.RequestedSize)
+	}
+	if len(e.AllowedSizes) > 0 {
+		b = append(b, `,"allowed_sandbox_sizes":`...)
+		b = appendStrings(b, e.AllowedSizes)
+	}
+	return append(b, "}}"...)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	if ss == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
+}
+
+// appendString quotes s as encoding/json does. Printable ASCII is written
+// here; a string with anything else (control bytes, non-ASCII, the HTML
+// characters json.Marshal escapes) is left to encoding/json.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return append(b, '"')
 }

@@ -146,8 +146,8 @@ type call struct {
 	headerSeen bool   // the opt-in header is present
 	querySeen  bool   // the opt-in query parameter is present
 	query      string // the raw query without it
-	// ctx bounds the checked work (see Guard.work); set by check.
-	ctx context.Context
+	// begin is when check began; the forward must end by begin+Guard.work.
+	begin time.Time
 }
 
 func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix string) {
@@ -213,9 +213,10 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix stri
 // forwards. r is the request as received: only what is forwarded is rebuilt
 // (see call.outgoing).
 func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
-	ctx, cancel := context.WithTimeout(r.Context(), g.work)
-	defer cancel()
-	c.ctx = ctx
+	// The lock wait, the lookup and the lease calls have bounds of their own;
+	// only a forward needs the work deadline (see forwardGuarded).
+	ctx := r.Context()
+	c.begin = time.Now()
 	in := c.in
 	accountType := in.AccountType
 	if c.prefix == "/api/v3" {
@@ -224,9 +225,8 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 	cred := credential(r.Header)
 	c.key = lock.Key(cred, in.AuthConfigID, in.UserID, accountType)
 
-	start := time.Now()
 	unlock, err := g.lock(ctx, c.key)
-	g.m.LockWait.WithLabelValues(g.backend).Observe(time.Since(start).Seconds())
+	g.m.LockWait.WithLabelValues(g.backend).Observe(time.Since(c.begin).Seconds())
 	if err != nil {
 		reason := ReasonLockError // counted by the backend itself
 		if errors.Is(err, lock.ErrTimeout) {
@@ -251,7 +251,7 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 		q.AccountType = accountShared
 	}
 	qctx, qcancel := context.WithTimeout(ctx, g.cfg.LookupTimeout)
-	start = time.Now()
+	start := time.Now()
 	res, err := g.lister.List(qctx, q)
 	qcancel()
 	c.lookup = time.Since(start) // for the decision line; the list client's transport adds it to the scope
@@ -418,7 +418,7 @@ func (g *Guard) pendingUnknown(w http.ResponseWriter, r *http.Request, c *call) 
 
 // fail handles a check that could not run, by the failure mode.
 func (g *Guard) fail(w http.ResponseWriter, r *http.Request, c *call, reason string, err error) {
-	if errors.Is(c.ctx.Err(), context.Canceled) {
+	if errors.Is(r.Context().Err(), context.Canceled) {
 		// The client went away (the work deadline would be DeadlineExceeded):
 		// the check failing says nothing about Composio, and nobody is there to answer.
 		g.decide(c, DecisionClientGone, ReasonClientGone, err)
@@ -446,7 +446,11 @@ func (g *Guard) fail(w http.ResponseWriter, r *http.Request, c *call, reason str
 // forwardGuarded forwards a checked request and, for a link, keeps its 2xx
 // answer as the key's pending lease.
 func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) {
-	r = c.outgoing(r, c.ctx)
+	// The forward ends before the lock's TTL, so that a Redis lock never
+	// lapses while its holder still acts on it.
+	ctx, cancel := context.WithDeadline(r.Context(), c.begin.Add(g.work))
+	defer cancel()
+	r = c.outgoing(r, ctx)
 	if !c.leasesOn {
 		g.forward.ServeHTTP(w, r)
 		return

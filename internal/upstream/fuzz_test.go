@@ -80,7 +80,7 @@ func FuzzListParserMatches(f *testing.F) {
 			return
 		}
 		var res ListResult
-		next, err := decodePage(strings.NewReader(body), &res)
+		next, err := decodePage(strings.NewReader(body), &res, StatusActive, StatusInitiated, "u", "ac")
 		if (err != nil) != (wantErr != nil) {
 			t.Fatalf("parser error %v, encoding/json error %v", err, wantErr)
 		}

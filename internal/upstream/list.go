@@ -6,13 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -222,11 +221,13 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 	hdr["Accept"] = acceptJSON
 	hdr["User-Agent"] = c.ua
 
+	// The values an answer repeats: its strings reuse these, not new copies.
+	known := [...]string{StatusActive, StatusInitiated, q.UserID, q.AuthConfigID}
 	var res ListResult
 	cursor := ""
 	for page := 1; ; page++ {
 		u.RawQuery = query(cursor)
-		next, err := c.page(ctx, u.String(), hdr, &res)
+		next, err := c.page(ctx, u.String(), hdr, &res, known[:])
 		if err != nil {
 			return ListResult{}, fmt.Errorf("lookup page %d: %w", page, err)
 		}
@@ -244,7 +245,7 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 var acceptJSON = []string{"application/json"}
 
 // page reads one page into res and returns the next cursor ("" at the end).
-func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, res *ListResult) (string, error) {
+func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, res *ListResult, known []string) (string, error) {
 	resp, err := c.roundTrip(ctx, rawURL, hdr)
 	if err != nil {
 		return "", withCtx(ctx, err)
@@ -266,7 +267,7 @@ func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, r
 	case code >= 300:
 		return "", fmt.Errorf("%w: %d: %w", ErrUnexpectedStatus, code, errAnswered)
 	}
-	next, err := decodePage(resp.Body, res)
+	next, err := decodePage(resp.Body, res, known...)
 	if err != nil {
 		if ce := ctx.Err(); ce != nil {
 			return "", fmt.Errorf("reading the answer: %w: %w", ce, err)
@@ -277,9 +278,10 @@ func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, r
 }
 
 // decodePage reads one list answer, appends its items to res and returns
-// the next cursor ("" on the last page). Anything but the expected JSON is
+// the next cursor ("" on the last page). A string equal to one of known is
+// that very string. Anything but the expected JSON is
 // ErrBadAnswer.
-func decodePage(body io.Reader, res *ListResult) (string, error) {
+func decodePage(body io.Reader, res *ListResult, known ...string) (string, error) {
 	buf := pageBuffers.Get().(*bytes.Buffer)
 	defer putPageBuffer(buf)
 	buf.Reset()
@@ -291,7 +293,7 @@ func decodePage(body io.Reader, res *ListResult) (string, error) {
 		return "", fmt.Errorf("%w: larger than %d bytes", ErrBadAnswer, MaxListAnswerBytes)
 	}
 	n := len(res.Items)
-	items, hasItems, next, err := parseListPage(buf.Bytes(), res.Items[n:])
+	items, hasItems, next, err := parseListPage(buf.Bytes(), res.Items[n:], known)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadAnswer, err)
 	}
@@ -317,16 +319,13 @@ func putPageBuffer(b *bytes.Buffer) {
 	}
 }
 
-// roundTrip sends one GET, and once more only when the first attempt failed
-// before its headers were written: nothing reached Composio then. A failure
-// after that, or a timeout, is never retried. (net/http itself already
-// resends an idempotent request once on a reused keep-alive connection that
-// turned out dead.)
+// roundTrip sends one GET, and once more only when the first attempt could
+// not connect: nothing reached Composio then. A failure after that, or a
+// timeout, is never retried. (net/http itself already resends an idempotent
+// request once on a reused keep-alive connection that turned out dead.)
 func (c *ListClient) roundTrip(ctx context.Context, rawURL string, hdr http.Header) (*http.Response, error) {
 	for attempt := 1; ; attempt++ {
-		var wrote atomic.Bool
-		tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }})
-		req, err := http.NewRequestWithContext(tctx, http.MethodGet, rawURL, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidQuery, err)
 		}
@@ -335,19 +334,17 @@ func (c *ListClient) roundTrip(ctx context.Context, rawURL string, hdr http.Head
 		if err == nil {
 			return resp, nil
 		}
-		if attempt > 1 || wrote.Load() || ctx.Err() != nil || !retryable(err) {
+		if attempt > 1 || ctx.Err() != nil || !dialFailed(err) {
 			return nil, err
 		}
 	}
 }
 
-// retryable: connection failures that say nothing about the request itself.
-func retryable(err error) bool {
-	switch _, reason := StatusFor(err); reason {
-	case ReasonConnRefused, ReasonConnReset, ReasonEOF:
-		return true
-	}
-	return false
+// dialFailed: the connection could not be made, so no byte of the request
+// was sent.
+func dialFailed(err error) bool {
+	op, ok := errors.AsType[*net.OpError](err)
+	return ok && op.Op == "dial"
 }
 
 // withCtx makes sure a failure caused by the lookup's context says so

@@ -27,13 +27,14 @@ type listParser struct {
 	b     []byte
 	pos   int
 	depth int
+	known []string // str returns these instead of copies
 }
 
 // parseListPage parses a whole list answer, appending its items to items
 // (a member that is null or absent stays ""; completeness is the caller's
 // check). hasItems is false when "items" is absent or null.
-func parseListPage(b []byte, items []Account) (_ []Account, hasItems bool, next string, err error) {
-	p := listParser{b: b}
+func parseListPage(b []byte, items []Account, known []string) (_ []Account, hasItems bool, next string, err error) {
+	p := listParser{b: b, known: known}
 	err = p.object(func(key []byte, esc bool) error {
 		switch {
 		case keyIs(key, esc, "items"): // a repeated member replaces the earlier one
@@ -349,6 +350,11 @@ func (p *listParser) str() (string, error) {
 	}
 	var s string
 	if !esc {
+		for _, k := range p.known {
+			if string(raw) == k {
+				return k, nil // the caller's own string, no copy
+			}
+		}
 		s = string(raw)
 	} else if err := json.Unmarshal(p.b[start:p.pos], &s); err != nil { // rare: let encoding/json decode the escapes
 		return "", errSyntax

@@ -300,6 +300,14 @@ func (b *bench) measure(ctx context.Context, w workload, t *target, round int) (
 // checkGuard verifies that composio-guard answered what the workload means
 // to measure (its own metrics) and wrote one access line per request.
 func (b *bench) checkGuard(w workload, t *target) {
+	// The reader of its stderr may lag a little behind.
+	deadline := time.Now().Add(3 * time.Second)
+	for t.p.requestLines.Load() < t.reqs && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Lines before metrics: a request is counted before its access line is
+	// written, so a request that ends in between cannot make lines > counted.
+	lines := t.p.requestLines.Load()
 	codes, err := scrapeCodes(t.admin)
 	if err != nil {
 		b.checks = append(b.checks, verdict{name: w.name + ": metrics", measured: err.Error(), limit: "scrape ok"})
@@ -323,12 +331,6 @@ func (b *bench) checkGuard(w workload, t *target) {
 		measured: fmt.Sprintf("%.0f of %.0f counted, %.0f other than %d or 499", want, total, other, w.wantStatus),
 		limit:    "all completed requests", pass: other == 0 && want >= float64(t.reqs),
 	})
-	// The reader of its stderr may lag a little behind.
-	deadline := time.Now().Add(3 * time.Second)
-	for t.p.requestLines.Load() < t.reqs && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	lines := t.p.requestLines.Load()
 	b.checks = append(b.checks, verdict{
 		name:     w.name + ": one access line per request at INFO",
 		measured: fmt.Sprintf("%d lines, %d requests completed", lines, t.reqs),

@@ -66,7 +66,7 @@ type Guard struct {
 	m       *metrics.Metrics
 	backend string
 	multi   map[string]struct{}
-	work    time.Duration // deadline of the guarded work, inside LockTTL
+	work    time.Duration // deadline of the guarded work, inside LockTTL; 0 when locks never lapse
 	sandbox sandboxPolicy
 }
 
@@ -110,8 +110,10 @@ func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler,
 		g.multi[id] = struct{}{}
 	}
 	// The work ends before the lock's TTL so that a Redis lock never lapses
-	// while its holder still acts on it.
-	g.work = cfg.LockTTL - min(cfg.LockTTL/10, time.Second)
+	// while its holder still acts on it. A memory lock does not lapse.
+	if _, ok := store.(lock.Expiring); ok {
+		g.work = cfg.LockTTL - min(cfg.LockTTL/10, time.Second)
+	}
 	return g
 }
 
@@ -131,8 +133,7 @@ func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // call is one guarded request on its way through the guard.
 type call struct {
-	sc       *reqscope.Scope
-	log      *zap.Logger
+	sc       *reqscope.Scope // its Log is the request's logger
 	route    string
 	prefix   string
 	in       guarded
@@ -153,10 +154,7 @@ type call struct {
 func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix string) {
 	sc := reqscope.From(r.Context())
 	sc.Route = route
-	c := &call{sc: sc, log: sc.Logger, route: route, prefix: prefix}
-	if c.log == nil {
-		c.log = zap.NewNop()
-	}
+	c := &call{sc: sc, route: route, prefix: prefix}
 	if g.cfg.Mode == ModeOff {
 		g.decide(c, DecisionOff, ReasonModeOff, nil)
 		g.forward.ServeHTTP(w, r)
@@ -448,8 +446,12 @@ func (g *Guard) fail(w http.ResponseWriter, r *http.Request, c *call, reason str
 func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) {
 	// The forward ends before the lock's TTL, so that a Redis lock never
 	// lapses while its holder still acts on it.
-	ctx, cancel := context.WithDeadline(r.Context(), c.begin.Add(g.work))
-	defer cancel()
+	ctx := r.Context()
+	if g.work > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, c.begin.Add(g.work))
+		defer cancel()
+	}
 	r = c.outgoing(r, ctx)
 	if !c.leasesOn {
 		g.forward.ServeHTTP(w, r)
@@ -519,7 +521,7 @@ func (g *Guard) storeLease(ctx context.Context, c *call, cw *captureWriter) bool
 func (g *Guard) putLease(ctx context.Context, c *call, l lock.Lease) {
 	ctx = context.WithoutCancel(ctx)
 	if err := g.store.PutLease(ctx, c.key, l); err != nil {
-		c.log.Warn("pending-link lease not stored", zap.String("route", c.route), zap.Error(err))
+		c.sc.Log().Warn("pending-link lease not stored", zap.String("route", c.route), zap.Error(err))
 		return
 	}
 	g.m.Leases.WithLabelValues(leaseStored).Inc()
@@ -528,7 +530,7 @@ func (g *Guard) putLease(ctx context.Context, c *call, l lock.Lease) {
 func (g *Guard) dropLease(ctx context.Context, c *call) {
 	g.m.Leases.WithLabelValues(leaseStale).Inc()
 	if err := g.store.DropLease(ctx, c.key); err != nil {
-		c.log.Warn("stale pending-link lease not dropped", zap.String("route", c.route), zap.Error(err))
+		c.sc.Log().Warn("stale pending-link lease not dropped", zap.String("route", c.route), zap.Error(err))
 	}
 }
 
@@ -543,7 +545,7 @@ func (g *Guard) decide(c *call, decision, reason string, err error) {
 		level = zap.WarnLevel
 	}
 	// Check first: the fields are only built when the line will be written.
-	if ce := c.log.Check(level, "guard decision"); ce != nil {
+	if ce := c.sc.Check(level, "guard decision"); ce != nil {
 		fields := []zap.Field{
 			zap.String(logging.FieldRoute, c.route), zap.String(logging.FieldDecision, decision),
 			zap.String(logging.FieldReason, reason), zap.String(logging.FieldMode, g.cfg.Mode),

@@ -184,10 +184,7 @@ func (p sandboxPolicy) fix() string {
 func (g *Guard) serveSandbox(w http.ResponseWriter, r *http.Request, route string) {
 	sc := reqscope.From(r.Context())
 	sc.Route = route
-	c := &call{sc: sc, log: sc.Logger, route: route}
-	if c.log == nil {
-		c.log = zap.NewNop()
-	}
+	c := &call{sc: sc, route: route}
 	if g.cfg.Mode == ModeOff {
 		g.decide(c, DecisionOff, ReasonModeOff, nil) // nothing read: no sandbox_requests_total
 		g.forward.ServeHTTP(w, r)
@@ -259,7 +256,7 @@ func (g *Guard) serveSandbox(w http.ResponseWriter, r *http.Request, route strin
 		if enforce {
 			edited, err := withBody(r, body, ask.withDefault(body.plain, p.def))
 			if err != nil { // gzip into memory does not fail; never forward a half-made body
-				c.log.Error("default sandbox size not inserted", zap.String("route", route), zap.Error(err))
+				c.sc.Log().Error("default sandbox size not inserted", zap.String("route", route), zap.Error(err))
 				apierror.Write(w, &apierror.Error{Message: "internal error", Code: apierror.CodeInternal, Slug: apierror.SlugInternal,
 					Status: http.StatusInternalServerError, RequestID: sc.RequestID}, apierror.Options{})
 				return
@@ -283,7 +280,7 @@ func (g *Guard) serveSandbox(w http.ResponseWriter, r *http.Request, route strin
 		if size == "" {
 			size = sizeDefault
 		}
-		c.log.Info("sandbox will be recreated", zap.String("route", route), zap.String("session_id", sessionID(r.URL.EscapedPath())),
+		c.sc.Log().Info("sandbox will be recreated", zap.String("route", route), zap.String("session_id", sessionID(r.URL.EscapedPath())),
 			zap.String("sandbox_size", size), zap.Int("status", cw.status), zap.String("mode", g.cfg.Mode))
 	}
 }
@@ -315,7 +312,7 @@ func (g *Guard) decideSandbox(c *call, decision, reason, size string) {
 	c.sc.Decision, c.sc.Reason, c.sc.Mode, c.sc.SandboxSize = decision, reason, g.cfg.Mode, size
 	g.m.Decisions.WithLabelValues(c.route, decision, g.cfg.Mode).Inc()
 	g.m.Sandbox.WithLabelValues(c.route, size, decision).Inc()
-	if ce := c.log.Check(zap.DebugLevel, "guard decision"); ce != nil {
+	if ce := c.sc.Check(zap.DebugLevel, "guard decision"); ce != nil {
 		ce.Write(zap.String(logging.FieldRoute, c.route), zap.String(logging.FieldDecision, decision),
 			zap.String(logging.FieldReason, reason), zap.String(logging.FieldMode, g.cfg.Mode),
 			zap.String(logging.FieldSandboxSize, size))

@@ -52,6 +52,13 @@ type TryLocker interface {
 	TryLock(key string, ttl time.Duration) (u Unlock, ok bool)
 }
 
+// Expiring is a Store whose locks lapse by themselves once their ttl has
+// passed (Redis): a holder must be done by then, so the guard bounds its
+// forward by it. A memory lock is held until Unlock, and needs no bound.
+type Expiring interface {
+	LocksExpire()
+}
+
 // Key builds the key of one guarded create. It holds no secret and no raw
 // user id: the credential and the user id are hashed.
 func Key(credential, authConfigID, userID, accountType string) string {

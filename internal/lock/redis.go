@@ -175,6 +175,9 @@ func NewRedis(o RedisOptions) (Store, error) {
 // Backend names the backend for metrics and logs.
 func (r *Redis) Backend() string { return "redis" }
 
+// LocksExpire marks Redis locks as lapsing after their ttl (lock.Expiring).
+func (r *Redis) LocksExpire() {}
+
 // Close stops the pinger and closes the connection pool. Safe to call twice.
 func (r *Redis) Close() error {
 	r.closeOnce.Do(func() {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Route names: a closed set, used as a metric label and a log field.
@@ -25,7 +26,11 @@ const (
 type Scope struct {
 	RequestID string
 	Start     time.Time
-	Logger    *zap.Logger // already carries request_id
+	// Logger carries request_id. The server leaves it nil and sets a base
+	// instead (SetBaseLogger): most requests log nothing but their access
+	// line, so Log builds it only on first use.
+	Logger *zap.Logger
+	base   *zap.Logger
 
 	Route    string // one of the Route* constants
 	Decision string // guard decision, "" when none was taken
@@ -40,6 +45,36 @@ type Scope struct {
 	UpstreamNanos atomic.Int64
 	LookupNanos   atomic.Int64
 }
+
+// SetBaseLogger makes Log build the request's logger from base, with
+// request_id, when it is first needed.
+func (s *Scope) SetBaseLogger(base *zap.Logger) {
+	s.base, s.Logger = base, nil
+}
+
+// Log returns the request's logger, which carries request_id.
+func (s *Scope) Log() *zap.Logger {
+	if s.Logger == nil {
+		if s.base == nil {
+			s.Logger = zap.NewNop()
+		} else {
+			s.Logger = s.base.With(zap.String(fieldRequestID, s.RequestID))
+		}
+	}
+	return s.Logger
+}
+
+// Check is Log().Check, without building the logger for a level that is off.
+func (s *Scope) Check(lvl zapcore.Level, msg string) *zapcore.CheckedEntry {
+	if s.Logger == nil && s.base != nil && !s.base.Core().Enabled(lvl) {
+		return nil
+	}
+	return s.Log().Check(lvl, msg)
+}
+
+// fieldRequestID is logging.FieldRequestID (logging imports nothing of ours,
+// but this package stays at the bottom of the tree).
+const fieldRequestID = "request_id"
 
 type ctxKey struct{}
 

@@ -108,8 +108,7 @@ func RequestID(base *zap.Logger) Middleware {
 			s := &rw.scope
 			s.RequestID = id
 			s.Start = time.Now()
-			// WithLazy: the field is encoded only if the handler logs.
-			s.Logger = base.WithLazy(zap.String(logging.FieldRequestID, id))
+			s.SetBaseLogger(base) // built with request_id only if the handler logs
 			s.Route = reqscope.RoutePassthrough
 			rw.hasScope = true
 			if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {

@@ -76,7 +76,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.Mode = "enforce"
 		s.LookupNanos.Store(int64(3 * time.Millisecond))
 		s.UpstreamNanos.Store(int64(3 * time.Millisecond))
-		s.Logger.Info("guard decision", zap.String(logging.FieldDecision, s.Decision))
+		s.Log().Info("guard decision", zap.String(logging.FieldDecision, s.Decision))
 		w.WriteHeader(http.StatusConflict)
 	case "/own-request-id":
 		w.Header().Set(apierror.HeaderRequestID, "upstream-id")

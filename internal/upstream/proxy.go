@@ -103,10 +103,10 @@ func writeUpstreamError(w http.ResponseWriter, r *http.Request, err error, retry
 	status, reason := StatusFor(err)
 	if status == StatusClientGone {
 		// Nobody is left to read an answer.
-		s.Logger.Info("client gone", zap.String(logging.FieldReason, reason), zap.Error(err))
+		s.Log().Info("client gone", zap.String(logging.FieldReason, reason), zap.Error(err))
 		return
 	}
-	s.Logger.Warn("upstream call failed",
+	s.Log().Warn("upstream call failed",
 		zap.Int(logging.FieldStatus, status), zap.String(logging.FieldReason, reason), zap.Error(err))
 	e := &apierror.Error{Status: status, RequestID: s.RequestID}
 	opt := apierror.Options{}

@@ -3,6 +3,7 @@ package lock
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 )
@@ -21,7 +22,7 @@ const (
 type memory struct {
 	mu        sync.Mutex
 	locks     map[string]*memEntry
-	leases    map[string]Lease
+	leases    map[string]memLease
 	maxLeases int
 	lastSweep time.Time
 	now       func() time.Time
@@ -41,7 +42,7 @@ func NewMemory() Store {
 func newMemory(maxLeases int, now func() time.Time) *memory {
 	return &memory{
 		locks:     make(map[string]*memEntry),
-		leases:    make(map[string]Lease),
+		leases:    make(map[string]memLease),
 		maxLeases: maxLeases,
 		lastSweep: now(),
 		now:       now,
@@ -119,16 +120,15 @@ func (m *memory) release(key string, e *memEntry) {
 func (m *memory) GetLease(_ context.Context, key string) (Lease, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	l, ok := m.leases[key]
+	ml, ok := m.leases[key]
 	if !ok {
 		return Lease{}, false, nil
 	}
-	if !m.now().Before(l.ExpiresAt) {
+	if m.now().UnixNano() >= ml.expires {
 		delete(m.leases, key)
 		return Lease{}, false, nil
 	}
-	l.Body = append([]byte(nil), l.Body...) // callers may not alias our copy
-	return l, true, nil
+	return ml.lease(), true, nil
 }
 
 func (m *memory) PutLease(_ context.Context, key string, l Lease) error {
@@ -147,9 +147,39 @@ func (m *memory) PutLease(_ context.Context, key string, l Lease) error {
 	if full && len(m.leases) >= m.maxLeases {
 		m.evictLocked()
 	}
-	l.Body = append([]byte(nil), l.Body...)
-	m.leases[key] = l
+	m.leases[key] = packLease(l)
 	return nil
+}
+
+// memLease is a Lease packed for a long stay in memory: its strings and body
+// in one allocation of their own (a lease would otherwise keep alive the
+// answer's whole header block, through its Content-Type), and no pointer
+// but that one for the collector to follow.
+type memLease struct {
+	data    []byte // AccountID, ContentType, Body
+	idLen   int32
+	ctLen   int32
+	status  int32
+	expires int64 // ExpiresAt, Unix nanoseconds
+}
+
+func packLease(l Lease) memLease {
+	data := make([]byte, 0, len(l.AccountID)+len(l.ContentType)+len(l.Body))
+	data = append(append(append(data, l.AccountID...), l.ContentType...), l.Body...)
+	return memLease{data: data, idLen: int32(len(l.AccountID)), ctLen: int32(len(l.ContentType)),
+		status: int32(l.Status), expires: l.ExpiresAt.UnixNano()}
+}
+
+// lease unpacks a copy: callers may not alias the store's bytes.
+func (ml memLease) lease() Lease {
+	id, ct := int(ml.idLen), int(ml.ctLen)
+	return Lease{
+		AccountID:   string(ml.data[:id]),
+		Status:      int(ml.status),
+		ContentType: string(ml.data[id : id+ct]),
+		Body:        append([]byte(nil), ml.data[id+ct:]...),
+		ExpiresAt:   time.Unix(0, ml.expires),
+	}
 }
 
 func (m *memory) DropLease(_ context.Context, key string) error {
@@ -161,8 +191,9 @@ func (m *memory) DropLease(_ context.Context, key string) error {
 
 func (m *memory) sweepLocked(now time.Time) {
 	m.lastSweep = now
+	ns := now.UnixNano()
 	for k, l := range m.leases {
-		if !now.Before(l.ExpiresAt) {
+		if ns >= l.expires {
 			delete(m.leases, k)
 		}
 	}
@@ -172,10 +203,10 @@ func (m *memory) sweepLocked(now time.Time) {
 // (a repeat is then forwarded, as without the proxy).
 func (m *memory) evictLocked() {
 	var victim string
-	var first time.Time
+	first := int64(math.MaxInt64)
 	for k, l := range m.leases {
-		if first.IsZero() || l.ExpiresAt.Before(first) {
-			victim, first = k, l.ExpiresAt
+		if l.expires < first {
+			victim, first = k, l.expires
 		}
 	}
 	delete(m.leases, victim)

@@ -15,8 +15,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
@@ -68,6 +70,24 @@ type Guard struct {
 	multi   map[string]struct{}
 	work    time.Duration // deadline of the guarded work, inside LockTTL; 0 when locks never lapse
 	sandbox sandboxPolicy
+
+	// Metric children resolved once: label lookups cost more than the count.
+	lockWait  prometheus.Observer
+	leases    map[string]prometheus.Counter // by result
+	decisions sync.Map                      // decisionKey -> prometheus.Counter
+}
+
+type decisionKey struct{ route, decision string }
+
+// decisionCounter is the decisions_total child of route and decision, in the guard's mode.
+func (g *Guard) decisionCounter(route, decision string) prometheus.Counter {
+	k := decisionKey{route, decision}
+	if c, ok := g.decisions.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := g.m.Decisions.WithLabelValues(route, decision, g.cfg.Mode)
+	g.decisions.Store(k, c)
+	return c
 }
 
 // NewGuard builds the guard. forward sends a request to Composio (the one
@@ -108,6 +128,11 @@ func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler,
 		sandbox: newSandboxPolicy(cfg)}
 	for _, id := range cfg.MultipleAuthConfigs {
 		g.multi[id] = struct{}{}
+	}
+	g.lockWait = m.LockWait.WithLabelValues(g.backend)
+	g.leases = make(map[string]prometheus.Counter, 4)
+	for _, r := range []string{leaseHit, leaseMiss, leaseStale, leaseStored} {
+		g.leases[r] = m.Leases.WithLabelValues(r)
 	}
 	// The work ends before the lock's TTL so that a Redis lock never lapses
 	// while its holder still acts on it. A memory lock does not lapse.
@@ -224,7 +249,7 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 	c.key = lock.Key(cred, in.AuthConfigID, in.UserID, accountType)
 
 	unlock, err := g.lock(ctx, c.key)
-	g.m.LockWait.WithLabelValues(g.backend).Observe(time.Since(c.begin).Seconds())
+	g.lockWait.Observe(time.Since(c.begin).Seconds())
 	if err != nil {
 		reason := ReasonLockError // counted by the backend itself
 		if errors.Is(err, lock.ErrTimeout) {
@@ -324,7 +349,7 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 		// An earlier forward's outcome is unknown (its answer was lost): an
 		// INITIATED account may be the one it made, and there is nothing to replay.
 		if initiated {
-			g.m.Leases.WithLabelValues(leaseHit).Inc()
+			g.leases[leaseHit].Inc()
 			g.pendingUnknown(w, r, c)
 			return
 		}
@@ -333,14 +358,14 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	if haveLease {
 		if pendingIn(res.Items, lease.AccountID, in) {
-			g.m.Leases.WithLabelValues(leaseHit).Inc()
+			g.leases[leaseHit].Inc()
 			g.pending(w, r, c, lease)
 			return
 		}
 		g.dropLease(ctx, c)
 		reason = ReasonLeaseStale
 	} else if c.leasesOn {
-		g.m.Leases.WithLabelValues(leaseMiss).Inc()
+		g.leases[leaseMiss].Inc()
 	}
 	g.decide(c, DecisionAllowed, reason, nil)
 	g.forwardGuarded(w, r, c)
@@ -524,11 +549,11 @@ func (g *Guard) putLease(ctx context.Context, c *call, l lock.Lease) {
 		c.sc.Log().Warn("pending-link lease not stored", zap.String("route", c.route), zap.Error(err))
 		return
 	}
-	g.m.Leases.WithLabelValues(leaseStored).Inc()
+	g.leases[leaseStored].Inc()
 }
 
 func (g *Guard) dropLease(ctx context.Context, c *call) {
-	g.m.Leases.WithLabelValues(leaseStale).Inc()
+	g.leases[leaseStale].Inc()
 	if err := g.store.DropLease(ctx, c.key); err != nil {
 		c.sc.Log().Warn("stale pending-link lease not dropped", zap.String("route", c.route), zap.Error(err))
 	}
@@ -539,7 +564,7 @@ func (g *Guard) dropLease(ctx context.Context, c *call) {
 // logged at WARN with its error, and every decision at DEBUG.
 func (g *Guard) decide(c *call, decision, reason string, err error) {
 	c.sc.Decision, c.sc.Reason, c.sc.Mode = decision, reason, g.cfg.Mode
-	g.m.Decisions.WithLabelValues(c.route, decision, g.cfg.Mode).Inc()
+	g.decisionCounter(c.route, decision).Inc()
 	level := zap.DebugLevel
 	if decision == DecisionFailedOpen || decision == DecisionFailedClosed {
 		level = zap.WarnLevel
@@ -591,9 +616,10 @@ func credential(h http.Header) string {
 }
 
 // listHeader picks only the caller's credential headers and the request id,
-// their values shared unchanged (nothing on the way out changes them).
+// their values shared unchanged (nothing on the way out changes them), in a
+// map with room for the two headers the list client adds.
 func listHeader(h http.Header, requestID string) http.Header {
-	out := make(http.Header, 3)
+	out := make(http.Header, 4)
 	for _, name := range credentialHeaders {
 		if vs := h[name]; len(vs) > 0 {
 			out[name] = vs

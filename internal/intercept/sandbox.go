@@ -310,7 +310,7 @@ func withBody(r *http.Request, body captured, plain []byte) (*http.Request, erro
 // carries it (sandbox_size included), and DEBUG logs it on its own line.
 func (g *Guard) decideSandbox(c *call, decision, reason, size string) {
 	c.sc.Decision, c.sc.Reason, c.sc.Mode, c.sc.SandboxSize = decision, reason, g.cfg.Mode, size
-	g.m.Decisions.WithLabelValues(c.route, decision, g.cfg.Mode).Inc()
+	g.decisionCounter(c.route, decision).Inc()
 	g.m.Sandbox.WithLabelValues(c.route, size, decision).Inc()
 	if ce := c.sc.Check(zap.DebugLevel, "guard decision"); ce != nil {
 		ce.Write(zap.String(logging.FieldRoute, c.route), zap.String(logging.FieldDecision, decision),

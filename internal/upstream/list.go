@@ -212,11 +212,9 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 		param("user_ids", q.UserID)
 		return b.String()
 	}
-	// A new map, so the caller's is left as it was; the values are shared
-	// (nothing on the way out changes them).
-	hdr := make(http.Header, len(q.Header)+2)
-	for k, vs := range q.Header {
-		hdr[http.CanonicalHeaderKey(k)] = vs
+	hdr := q.Header // handed over by the caller (see ListQuery.Header)
+	if hdr == nil {
+		hdr = make(http.Header, 2)
 	}
 	hdr["Accept"] = acceptJSON
 	hdr["User-Agent"] = c.ua

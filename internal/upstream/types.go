@@ -19,8 +19,10 @@ type ListQuery struct {
 	AuthConfigID string   // one id, never containing a comma
 	AccountType  string   // "" (PRIVATE, not sent) or "SHARED"; only sent on v3.1+
 	Statuses     []string // e.g. ACTIVE, INITIATED
-	// Header holds the caller's credential headers and X-Request-Id, copied
-	// unchanged; the list client adds nothing else of the caller's.
+	// Header holds the caller's credential headers and X-Request-Id, with
+	// canonical keys; they are sent unchanged, with nothing else of the
+	// caller's. The map becomes the list client's: it sets Accept and
+	// User-Agent in it (one map per lookup, not two). nil sends neither.
 	Header http.Header
 }
 

@@ -218,6 +218,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) error {
 				return err
 			}
 			samples[t.name] = append(samples[t.name], s)
+			fmt.Fprintf(os.Stderr, "loadbench:   round %d %s: %.0f req/s, %.1f CPU µs/req\n", round+1, t.name, s.rps, s.cpuUS)
 		}
 	}
 	b.order = append(b.order, w.name)

@@ -34,7 +34,8 @@ type Store interface {
 	// Lock takes the per-key lock, waiting until ctx ends. ttl bounds how long
 	// the lock may be held before a backend that can (Redis) drops it by itself.
 	Lock(ctx context.Context, key string, ttl time.Duration) (Unlock, error)
-	// GetLease returns the lease of key; ok is false when there is none or it expired.
+	// GetLease returns the lease of key; ok is false when there is none or it
+	// expired. Its Body is read-only: it may be the store's own bytes.
 	GetLease(ctx context.Context, key string) (l Lease, ok bool, err error)
 	// PutLease stores l until l.ExpiresAt.
 	PutLease(ctx context.Context, key string, l Lease) error

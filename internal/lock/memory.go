@@ -170,17 +170,27 @@ func packLease(l Lease) memLease {
 		status: int32(l.Status), expires: l.ExpiresAt.UnixNano()}
 }
 
-// lease unpacks a copy: callers may not alias the store's bytes.
+// lease unpacks ml. Body is the store's own bytes, capped so that an append
+// cannot write into them (Store.GetLease: read-only).
 func (ml memLease) lease() Lease {
 	id, ct := int(ml.idLen), int(ml.ctLen)
-	return Lease{
-		AccountID:   string(ml.data[:id]),
-		Status:      int(ml.status),
-		ContentType: string(ml.data[id : id+ct]),
-		Body:        append([]byte(nil), ml.data[id+ct:]...),
-		ExpiresAt:   time.Unix(0, ml.expires),
+	l := Lease{
+		AccountID: string(ml.data[:id]),
+		Status:    int(ml.status),
+		ExpiresAt: time.Unix(0, ml.expires),
 	}
+	if ctype := ml.data[id : id+ct]; string(ctype) == contentTypeJSON {
+		l.ContentType = contentTypeJSON // the usual one, without a copy
+	} else {
+		l.ContentType = string(ctype)
+	}
+	if n := len(ml.data); n > id+ct {
+		l.Body = ml.data[id+ct : n : n]
+	}
+	return l
 }
+
+const contentTypeJSON = "application/json"
 
 func (m *memory) DropLease(_ context.Context, key string) error {
 	m.mu.Lock()

@@ -23,7 +23,7 @@ unit:
 
 # Allocation budgets are asserted without the race detector (it changes them).
 allocs:
-	$(GO) test -count=1 -run 'AllocBudget' ./internal/server ./internal/intercept ./bench
+	$(GO) test -count=1 -run 'AllocBudget' ./internal/server ./internal/intercept ./internal/upstream ./bench
 
 # Each fuzz target for FUZZTIME, beyond the seed corpora that `unit` runs.
 fuzz:

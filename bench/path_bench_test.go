@@ -25,16 +25,17 @@ import (
 // (a RoundTripper, so no socket is involved). The stub upstream's own
 // allocations (its answer, header map and body reader: 4 per call) are
 // counted too, as are the bare ReverseProxy's for comparison. Measured with
-// go1.26 on linux/amd64; raise a budget only with a reason in the commit.
+// go1.26 on linux/amd64, plus one or two for a pooled buffer the collector
+// took; raise a budget only with a reason in the commit.
 var pathBudgets = map[string]float64{
 	"get/bare":           19,
-	"get/guard":          32,
+	"get/guard":          28,
 	"post/bare":          20,
-	"post/guard":         33,
+	"post/guard":         29,
 	"link_allowed/bare":  20,
-	"link_allowed/guard": 126,
-	"link_409/guard":     107,
-	"link_replay/guard":  102,
+	"link_allowed/guard": 84,
+	"link_409/guard":     58,
+	"link_replay/guard":  56,
 }
 
 var (

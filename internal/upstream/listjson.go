@@ -356,11 +356,22 @@ func (p *listParser) str() (string, error) {
 			}
 		}
 		s = string(raw)
-	} else if err := json.Unmarshal(p.b[start:p.pos], &s); err != nil { // rare: let encoding/json decode the escapes
-		return "", errSyntax
+	} else if s, err = unquote(p.b[start:p.pos]); err != nil { // rare
+		return "", err
 	}
 	if !utf8.ValidString(s) {
 		return "", errors.New("a string is not valid UTF-8")
+	}
+	return s, nil
+}
+
+// unquote decodes a quoted JSON string that holds escapes, by encoding/json.
+// (Its own function, so that the common path does not pay for a variable
+// that escapes.)
+func unquote(quoted []byte) (string, error) {
+	var s string
+	if err := json.Unmarshal(quoted, &s); err != nil {
+		return "", errSyntax
 	}
 	return s, nil
 }
@@ -370,8 +381,7 @@ func keyIs(raw []byte, esc bool, name string) bool {
 	if !esc {
 		return string(raw) == name
 	}
-	var s string
 	q := make([]byte, 0, len(raw)+2)
-	q = append(append(append(q, '"'), raw...), '"')
-	return json.Unmarshal(q, &s) == nil && s == name
+	s, err := unquote(append(append(append(q, '"'), raw...), '"'))
+	return err == nil && s == name
 }

@@ -34,8 +34,8 @@ var pathBudgets = map[string]float64{
 	"post/guard":         29,
 	"link_allowed/bare":  20,
 	"link_allowed/guard": 84,
-	"link_409/guard":     58,
-	"link_replay/guard":  56,
+	"link_409/guard":     54,
+	"link_replay/guard":  52,
 }
 
 var (

@@ -72,6 +72,8 @@ sampling:
 		res.cpuUS = float64(c1-c0) / float64(time.Microsecond) / float64(res.reqs)
 	}
 	b.longRes = res
+	b.checks = append(b.checks, verdict{name: "long: every request answered", measured: fmt.Sprintf("%d errors in %d requests", res.linkErr, res.reqs),
+		limit: "0 errors", pass: res.linkErr == 0})
 	return nil
 }
 

@@ -92,6 +92,22 @@ func (p *Proc) Logs() string {
 	return p.logs.String()
 }
 
+// WaitLogs polls Logs until ok holds or within has passed, and returns the
+// last Logs it read. A line the process has written may still be in the pipe
+// when a test looks: an access line is written after its answer may already
+// have reached the client, and the reader of the pipe runs when it is
+// scheduled.
+func (p *Proc) WaitLogs(within time.Duration, ok func(logs string) bool) string {
+	deadline := time.Now().Add(within)
+	for {
+		logs := p.Logs()
+		if ok(logs) || time.Now().After(deadline) {
+			return logs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Start runs bin with env added to a minimal environment and waits (up to
 // 20 s) for a JSON line whose "msg" is "listening". The process is stopped
 // when the test ends.

@@ -153,21 +153,7 @@ func (p *listParser) enter() error {
 // object reads an object, calling member for each member with the parser
 // at the start of its value; member must consume the value.
 func (p *listParser) object(member func(key []byte, esc bool) error) error {
-	p.ws()
-	if p.pos >= len(p.b) || p.b[p.pos] != '{' {
-		return errSyntax
-	}
-	if err := p.enter(); err != nil {
-		return err
-	}
-	p.pos++
-	p.ws()
-	if p.pos < len(p.b) && p.b[p.pos] == '}' {
-		p.pos++
-		p.depth--
-		return nil
-	}
-	for {
+	return p.seq('{', '}', func() error {
 		p.ws()
 		key, esc, err := p.rawStr()
 		if err != nil {
@@ -178,30 +164,21 @@ func (p *listParser) object(member func(key []byte, esc bool) error) error {
 			return errSyntax
 		}
 		p.pos++
-		if err := member(key, esc); err != nil {
-			return err
-		}
-		p.ws()
-		if p.pos >= len(p.b) {
-			return errSyntax
-		}
-		switch p.b[p.pos] {
-		case ',':
-			p.pos++
-		case '}':
-			p.pos++
-			p.depth--
-			return nil
-		default:
-			return errSyntax
-		}
-	}
+		return member(key, esc)
+	})
 }
 
 // array reads an array, calling elem with the parser at each element.
 func (p *listParser) array(elem func() error) error {
+	return p.seq('[', ']', elem)
+}
+
+// seq reads what open and end enclose ('{' '}' or '[' ']'): nothing, or
+// elements split by commas. each is called at every element and must
+// consume it.
+func (p *listParser) seq(open, end byte, each func() error) error {
 	p.ws()
-	if p.pos >= len(p.b) || p.b[p.pos] != '[' {
+	if p.pos >= len(p.b) || p.b[p.pos] != open {
 		return errSyntax
 	}
 	if err := p.enter(); err != nil {
@@ -209,13 +186,13 @@ func (p *listParser) array(elem func() error) error {
 	}
 	p.pos++
 	p.ws()
-	if p.pos < len(p.b) && p.b[p.pos] == ']' {
+	if p.pos < len(p.b) && p.b[p.pos] == end {
 		p.pos++
 		p.depth--
 		return nil
 	}
 	for {
-		if err := elem(); err != nil {
+		if err := each(); err != nil {
 			return err
 		}
 		p.ws()
@@ -225,7 +202,7 @@ func (p *listParser) array(elem func() error) error {
 		switch p.b[p.pos] {
 		case ',':
 			p.pos++
-		case ']':
+		case end:
 			p.pos++
 			p.depth--
 			return nil

@@ -84,7 +84,7 @@ func TestCredentialsNeverLogged(t *testing.T) {
 		f.clearFaults(t)
 	}
 
-	logs := p.proc.Logs()
+	logs := p.proc.WaitLogs(5*time.Second, func(l string) bool { return strings.Count(l, `"msg":"request"`) >= sent })
 	if n := strings.Count(logs, `"msg":"request"`); n < sent {
 		t.Fatalf("access lines = %d for %d requests: the logs are not what this test assumes\n%s", n, sent, tail(logs, 40))
 	}

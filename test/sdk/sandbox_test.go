@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
 	"github.com/composio-guard/composio-guard/internal/composiotest"
@@ -263,8 +264,11 @@ func caseSessionUpdate(t *testing.T, s *stack, version, key string) {
 	if !slices.Equal(patches, sent) || len(sent) != 2 || sent[1] != `{"workbench":null}` {
 		t.Errorf("Composio got PATCHes %q, the SDK sent %q: want the allowed ones unchanged (no default on a PATCH)", patches, sent)
 	}
-	logs := s.proxy.Logs()
-	for _, want := range []string{`"session_id":"` + id + `","sandbox_size":"medium"`, `"session_id":"` + id + `","sandbox_size":"default"`} {
+	wants := []string{`"session_id":"` + id + `","sandbox_size":"medium"`, `"session_id":"` + id + `","sandbox_size":"default"`}
+	logs := s.proxy.WaitLogs(5*time.Second, func(l string) bool {
+		return strings.Contains(l, wants[0]) && strings.Contains(l, wants[1])
+	})
+	for _, want := range wants {
 		if !strings.Contains(logs, `"msg":"sandbox will be recreated"`) || !strings.Contains(logs, want) {
 			t.Errorf("proxy logs lack the recreate line with %s", want)
 		}

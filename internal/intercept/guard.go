@@ -45,7 +45,7 @@ type Config struct {
 	BodyReadTimeout     time.Duration // bound on receiving a guarded body (slow clients get 408)
 	LookupTimeout       time.Duration // bounds the whole lookup (all pages)
 	LockWait            time.Duration // longest wait for the per-key lock
-	LockTTL             time.Duration // > LookupTimeout + upstream timeout; guarded work runs under a context that ends before it
+	LockTTL             time.Duration // > LookupTimeout + upstream timeout; a forward under a lock that lapses (Redis) ends before it
 	PendingAction       string        // "replay" | "reject" | "off"
 	PendingMaxTTL       time.Duration // cap on a lease's life (the link's expires_at otherwise)
 	AllowMultiple       string        // "flag" | "never"

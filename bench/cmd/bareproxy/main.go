@@ -8,8 +8,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/composio-guard/composio-guard/bench/internal/serve"
 )
 
 func main() {
@@ -64,26 +64,7 @@ func run(ctx context.Context, addr, upstream string, pool bool) error {
 	if pool {
 		rp.BufferPool = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	line, _ := json.Marshal(map[string]string{"msg": "listening", "addr": ln.Addr().String()})
-	fmt.Println(string(line))
-	select {
-	case err := <-done:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	return serve.Run(ctx, addr, rp)
 }
 
 type bufferPool struct{ p sync.Pool }

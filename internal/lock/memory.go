@@ -52,7 +52,7 @@ func newMemory(maxLeases int, now func() time.Time) *memory {
 func (m *memory) Backend() string { return "memory" }
 
 // Lock ignores ttl: in one process the holder always runs its deferred
-// Unlock, and the guard bounds its own work by a context that ends before ttl.
+// Unlock, so a memory lock never lapses (it is not lock.Expiring).
 func (m *memory) Lock(ctx context.Context, key string, _ time.Duration) (Unlock, error) {
 	e := m.ref(key)
 	// Checked first so that an ended context never takes a free lock.
@@ -62,13 +62,9 @@ func (m *memory) Lock(ctx context.Context, key string, _ time.Duration) (Unlock,
 	}
 	select {
 	case e.token <- struct{}{}:
-	default:
-		select {
-		case e.token <- struct{}{}:
-		case <-ctx.Done():
-			m.release(key, e)
-			return nil, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
-		}
+	case <-ctx.Done():
+		m.release(key, e)
+		return nil, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
 	}
 	return m.unlocker(key, e), nil
 }

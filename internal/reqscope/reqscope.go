@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/composio-guard/composio-guard/internal/logging"
 )
 
 // Route names: a closed set, used as a metric label and a log field.
@@ -58,7 +60,7 @@ func (s *Scope) Log() *zap.Logger {
 		if s.base == nil {
 			s.Logger = zap.NewNop()
 		} else {
-			s.Logger = s.base.With(zap.String(fieldRequestID, s.RequestID))
+			s.Logger = s.base.With(zap.String(logging.FieldRequestID, s.RequestID))
 		}
 	}
 	return s.Logger
@@ -71,10 +73,6 @@ func (s *Scope) Check(lvl zapcore.Level, msg string) *zapcore.CheckedEntry {
 	}
 	return s.Log().Check(lvl, msg)
 }
-
-// fieldRequestID is logging.FieldRequestID (logging imports nothing of ours,
-// but this package stays at the bottom of the tree).
-const fieldRequestID = "request_id"
 
 type ctxKey struct{}
 

@@ -22,7 +22,8 @@ type ListQuery struct {
 	// Header holds the caller's credential headers and X-Request-Id, with
 	// canonical keys; they are sent unchanged, with nothing else of the
 	// caller's. The map becomes the list client's: it sets Accept and
-	// User-Agent in it (one map per lookup, not two). nil sends neither.
+	// User-Agent in it (one map per lookup, not two). With nil, only those two
+	// are sent.
 	Header http.Header
 }
 

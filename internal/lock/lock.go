@@ -19,7 +19,13 @@ var ErrTimeout = errors.New("lock: wait deadline exceeded")
 // Lease is the remembered answer of a successful link, kept until the link
 // expires so that a repeat while the account is still INITIATED can be replayed.
 type Lease struct {
-	AccountID   string    `json:"account_id"`
+	AccountID string `json:"account_id"`
+	// Owner is an opaque digest of the credential that made the link: its
+	// answer is replayed to that credential only. Request is a digest of the
+	// members that shape the link (route, callback_url, alias, experimental):
+	// a repeat that differs in them is refused, not replayed.
+	Owner       string    `json:"owner,omitempty"`
+	Request     string    `json:"request,omitempty"`
 	Status      int       `json:"status"`
 	ContentType string    `json:"content_type"`
 	Body        []byte    `json:"body"`
@@ -60,10 +66,12 @@ type Expiring interface {
 	LocksExpire()
 }
 
-// Key builds the key of one guarded create. It holds no secret and no raw
-// user id: the credential and the user id are hashed.
-func Key(credential, authConfigID, userID, accountType string) string {
-	c := sha256.Sum256([]byte(credential))
+// Key builds the key of one guarded create: the lock and the lease of every
+// create for one (auth config, user, account type), whatever credential or
+// route it comes through. Auth config ids are unique across Composio, so no
+// credential is needed to tell two projects apart. It holds no raw user id
+// (hashed) and no secret.
+func Key(authConfigID, userID, accountType string) string {
 	u := sha256.Sum256([]byte(userID))
-	return hex.EncodeToString(c[:12]) + ":" + authConfigID + ":" + hex.EncodeToString(u[:12]) + ":" + accountType
+	return authConfigID + ":" + hex.EncodeToString(u[:12]) + ":" + accountType
 }

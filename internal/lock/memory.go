@@ -152,29 +152,35 @@ func (m *memory) PutLease(_ context.Context, key string, l Lease) error {
 // answer's whole header block, through its Content-Type), and no pointer
 // but that one for the collector to follow.
 type memLease struct {
-	data    []byte // AccountID, ContentType, Body
+	data    []byte // AccountID, Owner, Request, ContentType, Body
 	idLen   int32
+	owLen   int32
+	rqLen   int32
 	ctLen   int32
 	status  int32
 	expires int64 // ExpiresAt, Unix nanoseconds
 }
 
 func packLease(l Lease) memLease {
-	data := make([]byte, 0, len(l.AccountID)+len(l.ContentType)+len(l.Body))
-	data = append(append(append(data, l.AccountID...), l.ContentType...), l.Body...)
-	return memLease{data: data, idLen: int32(len(l.AccountID)), ctLen: int32(len(l.ContentType)),
-		status: int32(l.Status), expires: l.ExpiresAt.UnixNano()}
+	data := make([]byte, 0, len(l.AccountID)+len(l.Owner)+len(l.Request)+len(l.ContentType)+len(l.Body))
+	data = append(append(append(data, l.AccountID...), l.Owner...), l.Request...)
+	data = append(append(data, l.ContentType...), l.Body...)
+	return memLease{data: data, idLen: int32(len(l.AccountID)), owLen: int32(len(l.Owner)), rqLen: int32(len(l.Request)),
+		ctLen: int32(len(l.ContentType)), status: int32(l.Status), expires: l.ExpiresAt.UnixNano()}
 }
 
 // lease unpacks ml. Body is the store's own bytes, capped so that an append
 // cannot write into them (Store.GetLease: read-only).
 func (ml memLease) lease() Lease {
-	id, ct := int(ml.idLen), int(ml.ctLen)
+	id, ow, rq, ct := int(ml.idLen), int(ml.owLen), int(ml.rqLen), int(ml.ctLen)
 	l := Lease{
 		AccountID: string(ml.data[:id]),
+		Owner:     string(ml.data[id : id+ow]),
+		Request:   string(ml.data[id+ow : id+ow+rq]),
 		Status:    int(ml.status),
 		ExpiresAt: time.Unix(0, ml.expires),
 	}
+	id += ow + rq // the rest is read after the digests
 	if ctype := ml.data[id : id+ct]; string(ctype) == contentTypeJSON {
 		l.ContentType = contentTypeJSON // the usual one, without a copy
 	} else {

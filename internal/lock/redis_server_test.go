@@ -73,7 +73,7 @@ func TestRedisServerKeysAndExpiry(t *testing.T) {
 	}
 
 	// A lock left behind by a crashed holder frees itself with its ttl.
-	k := lock.Key("cred", "ac_1", "crashed", "PRIVATE")
+	k := lock.Key("ac_1", "crashed", "PRIVATE")
 	if _, err := lockFor(t, s, k, 200*time.Millisecond, time.Second); err != nil {
 		t.Fatalf("Lock: %v", err)
 	}

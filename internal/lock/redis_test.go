@@ -96,7 +96,7 @@ func TestRedisLockSharedBetweenReplicas(t *testing.T) {
 	mr := miniredis.RunT(t)
 	a, _ := newRedis(t, miniURL(mr))
 	b, _ := newRedis(t, miniURL(mr))
-	k := lock.Key("key", "ac_1", "user_1", "PRIVATE")
+	k := lock.Key("ac_1", "user_1", "PRIVATE")
 	ua, err := lockFor(t, a, k, time.Minute, time.Second)
 	if err != nil {
 		t.Fatalf("replica a: %v", err)
@@ -121,7 +121,7 @@ func TestRedisLockSharedBetweenReplicas(t *testing.T) {
 func TestRedisLockUsesTTL(t *testing.T) {
 	mr := miniredis.RunT(t)
 	s, _ := newRedis(t, miniURL(mr))
-	k := lock.Key("key", "ac_1", "user_1", "PRIVATE")
+	k := lock.Key("ac_1", "user_1", "PRIVATE")
 	if _, err := lockFor(t, s, k, 1500*time.Millisecond, time.Second); err != nil {
 		t.Fatalf("Lock: %v", err)
 	}
@@ -143,7 +143,7 @@ func TestRedisLockUsesTTL(t *testing.T) {
 func TestRedisReleaseChecksToken(t *testing.T) {
 	mr := miniredis.RunT(t)
 	s, m := newRedis(t, miniURL(mr))
-	k := lock.Key("key", "ac_1", "user_1", "PRIVATE")
+	k := lock.Key("ac_1", "user_1", "PRIVATE")
 	oldHolder, err := lockFor(t, s, k, time.Second, time.Second)
 	if err != nil {
 		t.Fatalf("Lock: %v", err)
@@ -173,7 +173,7 @@ func TestRedisLeaseExpiresWithPXAT(t *testing.T) {
 	mr := miniredis.RunT(t)
 	s, _ := newRedis(t, miniURL(mr))
 	ctx := context.Background()
-	k := lock.Key("key", "ac_1", "user_1", "PRIVATE")
+	k := lock.Key("ac_1", "user_1", "PRIVATE")
 	exp := time.Now().Add(10 * time.Minute)
 	want := lock.Lease{AccountID: "ca_1", Status: 201, ContentType: "application/json", Body: []byte(`{"redirect_url":"https://r"}`), ExpiresAt: exp}
 	if err := s.PutLease(ctx, k, want); err != nil {
@@ -199,7 +199,7 @@ func TestRedisLeaseExpiresWithPXAT(t *testing.T) {
 func TestRedisUndecodableLeaseIsAMiss(t *testing.T) {
 	mr := miniredis.RunT(t)
 	s, m := newRedis(t, miniURL(mr))
-	k := lock.Key("key", "ac_1", "user_1", "PRIVATE")
+	k := lock.Key("ac_1", "user_1", "PRIVATE")
 	if err := mr.Set(prefix+"lease:"+k, "not json"); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func assertKeysClean(t *testing.T, keys []string, prefix string) {
 
 func useSecretKey(t *testing.T, s lock.Store) {
 	t.Helper()
-	k := lock.Key(secretCredential, "ac_1", rawUserID, "PRIVATE")
+	k := lock.Key("ac_1", rawUserID, "PRIVATE")
 	if _, err := lockFor(t, s, k, time.Minute, time.Second); err != nil {
 		t.Fatalf("Lock: %v", err)
 	}

@@ -57,7 +57,7 @@ const ttl = 10 * time.Second
 func key(t *testing.T, suffix string) string {
 	// Real keys look like lock.Key's output; the test name keeps backends that
 	// share storage between subtests from colliding.
-	return lock.Key("cred-"+t.Name(), "ac_test", "user-"+suffix, "PRIVATE")
+	return lock.Key("ac_test-"+t.Name(), "user-"+suffix, "PRIVATE")
 }
 
 func mustLock(t *testing.T, s lock.Store, k string) lock.Unlock {
@@ -166,7 +166,7 @@ func testDifferentKeys(t *testing.T, s lock.Store) {
 	}
 	ub()
 	// Only the user part differs in these keys; the account type must count too.
-	c := lock.Key("cred-"+t.Name(), "ac_test", "user-a", "SHARED")
+	c := lock.Key("ac_test-"+t.Name(), "user-a", "SHARED")
 	uc, err := s.Lock(ctx, c, ttl)
 	if err != nil {
 		t.Fatalf("Lock(SHARED key) while the PRIVATE one is held: %v", err)
@@ -224,6 +224,8 @@ func testUnlockIdempotent(t *testing.T, s lock.Store) {
 func lease(id string, expires time.Time) lock.Lease {
 	return lock.Lease{
 		AccountID:   id,
+		Owner:       "owner-of-" + id,
+		Request:     "request-of-" + id,
 		Status:      201,
 		ContentType: "application/json",
 		Body:        []byte(fmt.Sprintf(`{"connected_account_id":%q,"redirect_url":"https://x.example/r"}`, id)),
@@ -233,7 +235,8 @@ func lease(id string, expires time.Time) lock.Lease {
 
 func equalLease(t *testing.T, got, want lock.Lease) {
 	t.Helper()
-	if got.AccountID != want.AccountID || got.Status != want.Status || got.ContentType != want.ContentType ||
+	if got.AccountID != want.AccountID || got.Owner != want.Owner || got.Request != want.Request ||
+		got.Status != want.Status || got.ContentType != want.ContentType ||
 		!bytes.Equal(got.Body, want.Body) || !got.ExpiresAt.Equal(want.ExpiresAt) {
 		t.Fatalf("lease = %+v, want %+v", got, want)
 	}

@@ -66,8 +66,10 @@ func newStubUpstream() *stubUpstream {
 		u := "user_" + strconv.Itoa(i)
 		s.active[u] = []byte(`{"items":[{"id":"ca_` + u + `","status":"ACTIVE","user_id":"` + u +
 			`","auth_config":{"id":"ac_active"},"toolkit":{"slug":"github"}}],"next_cursor":null}`)
+		// Its created_at is long past, so the first link (no lease yet) is
+		// not refused as pending; every repeat is answered from its lease.
 		s.pending[u] = []byte(`{"items":[{"id":"ca_bench","status":"INITIATED","user_id":"` + u +
-			`","auth_config":{"id":"ac_pending"},"toolkit":{"slug":"github"}}],"next_cursor":null}`)
+			`","auth_config":{"id":"ac_pending"},"toolkit":{"slug":"github"},"created_at":"2020-01-01T00:00:00.000Z"}],"next_cursor":null}`)
 	}
 	return s
 }

@@ -24,6 +24,8 @@ const (
 	SlugInvalidSandbox   = "ToolRouter_InvalidSandboxSize"
 	SlugSandboxForbidden = "ToolRouter_SandboxSizeNotAllowed"
 	SlugInternal         = "ComposioGuard_InternalError"
+	SlugCheckNotPossible = "ComposioGuard_CheckNotPossible"
+	SlugProxyBusy        = "ComposioGuard_ProxyBusy" // GUARD_BODY_BUDGET_BYTES is used up by other requests' bodies
 
 	CodeMultipleAccounts = 690
 	CodeLinkPending      = 691
@@ -32,6 +34,8 @@ const (
 	CodeGuardUnavailable = 694
 	CodeUpstream         = 695
 	CodeSandbox          = 696
+	CodeCheckNotPossible = 697
+	CodeProxyBusy        = 698
 	CodeInternal         = 699
 )
 

@@ -12,8 +12,12 @@ const (
 	DecisionFailedClosed      = "failed_closed"
 	DecisionInvalidRequest    = "invalid_request"
 	DecisionLookupRefused     = "lookup_refused" // 401/403/429 from the list call, passed back
-	DecisionOff               = "off"
-	DecisionClientGone        = "client_gone" // the client left before an answer: nothing written (logged as 499)
+	// The check cannot be completed because of what the request asks (a
+	// query Composio refuses, more accounts than the lookup reads, an item
+	// it cannot classify): refused with 422 in every failure mode.
+	DecisionRejectedUnverifiable = "rejected_unverifiable"
+	DecisionOff                  = "off"
+	DecisionClientGone           = "client_gone" // the client left before an answer: nothing written (logged as 499)
 
 	// The sandbox policy on the Tool Router session routes also answers
 	// allowed, invalid_request and off.
@@ -26,20 +30,31 @@ const (
 // Not a metric label.
 const (
 	// allowed
-	ReasonNoAccount          = "no_active_account"
-	ReasonInitiatedUntracked = "initiated_without_lease" // INITIATED accounts the proxy did not create: they do not block
-	ReasonLeaseStale         = "lease_stale"             // the lease's account is no longer INITIATED: dropped, forwarded
+	ReasonNoAccount      = "no_active_account"
+	ReasonPendingIgnored = "pending_ignored" // GUARD_PENDING_ACTION=off: INITIATED accounts do not block
+	ReasonLeaseStale     = "lease_stale"     // the lease's account is no longer INITIATED: dropped, forwarded
 
 	// allowed_multiple
 	ReasonOptIn           = "opt_in"
 	ReasonMultipleAllowed = "auth_config_allows_multiple"
 
 	// rejected_duplicate, replayed_pending / rejected_pending, lookup_refused, off
-	ReasonActiveAccount  = "active_account_exists"
-	ReasonPendingLink    = "pending_link"
-	ReasonOutcomeUnknown = "earlier_outcome_unknown" // an earlier link's answer was lost and an INITIATED account exists
-	ReasonLookupStatus   = "lookup_status"
-	ReasonModeOff        = "mode_off"
+	ReasonActiveAccount = "active_account_exists"
+	ReasonPendingLink   = "pending_link"
+	// rejected_pending: an INITIATED account within its lifetime that this
+	// proxy holds no answer for (another credential, another replica, made
+	// around the proxy), or one whose answer is held for another caller or
+	// another request (callback_url, alias, experimental differ).
+	ReasonPendingUntracked   = "pending_link_untracked"
+	ReasonPendingOtherCaller = "pending_link_other_credential"
+	ReasonPendingDiffers     = "pending_link_request_differs"
+	// rejected_unverifiable
+	ReasonLookupRejected  = "lookup_rejected_query" // Composio answered the lookup with a 4xx other than 401/403/429
+	ReasonTooManyAccounts = "lookup_too_many_pages"
+	ReasonUnknownItem     = "lookup_unknown_item"
+	ReasonOutcomeUnknown  = "earlier_outcome_unknown" // an earlier link's answer was lost and an INITIATED account exists
+	ReasonLookupStatus    = "lookup_status"
+	ReasonModeOff         = "mode_off"
 
 	// failed_open / failed_closed
 	ReasonLookupTimeout = "lookup_timeout"
@@ -49,22 +64,29 @@ const (
 	ReasonLeaseError    = "lease_error"
 
 	// invalid_request
-	ReasonBodyTooLarge     = "body_too_large"
-	ReasonBodyRead         = "body_read_error"
-	ReasonBodyTimeout      = "body_read_timeout"
-	ReasonClientGone       = "client_gone"
-	ReasonUnsupportedEnc   = "unsupported_encoding"
-	ReasonBadGzip          = "bad_gzip"
-	ReasonNotJSON          = "not_json"
-	ReasonNotObject        = "not_object"
-	ReasonMissingMember    = "missing_member"
-	ReasonBadMember        = "bad_member" // wrong JSON type or empty id
-	ReasonCommaInID        = "comma_in_id"
-	ReasonBadText          = "invalid_utf8"
-	ReasonDuplicateMember  = "duplicate_member"
-	ReasonBadAccountType   = "bad_account_type"
-	ReasonBadAllowMultiple = "bad_allow_multiple"
-	ReasonFlagInCompressed = "flag_in_compressed_body"
+	ReasonBodyTooLarge       = "body_too_large"
+	ReasonBodyRead           = "body_read_error"
+	ReasonBodyTimeout        = "body_read_timeout"
+	ReasonClientGone         = "client_gone"
+	ReasonUnsupportedEnc     = "unsupported_encoding"
+	ReasonBadGzip            = "bad_gzip"
+	ReasonNotJSON            = "not_json"
+	ReasonNotObject          = "not_object"
+	ReasonMissingMember      = "missing_member"
+	ReasonBadMember          = "bad_member" // wrong JSON type or empty id
+	ReasonCommaInID          = "comma_in_id"
+	ReasonBadText            = "invalid_utf8"
+	ReasonDuplicateMember    = "duplicate_member"
+	ReasonBadAccountType     = "bad_account_type"
+	ReasonBadAllowMultiple   = "bad_allow_multiple"
+	ReasonFlagInCompressed   = "flag_in_compressed_body"
+	ReasonIDTooLong          = "id_too_long"
+	ReasonControlInID        = "control_character_in_id"
+	ReasonQueryParams        = "query_parameters"
+	ReasonCredentialTwice    = "credential_header_repeated"
+	ReasonCredentialSchemes  = "credential_schemes_mixed"
+	ReasonCredentialSpelling = "credential_header_misspelled"
+	ReasonDisguised          = "method_disguised" // lowercase method or method-override header on a guarded path
 
 	// sandbox policy: allowed, defaulted
 	ReasonSizeAllowed      = "sandbox_size_allowed"

@@ -9,8 +9,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -42,6 +43,7 @@ type Config struct {
 	Mode                string        // "enforce" | "shadow" | "off"
 	FailureMode         string        // "closed" | "open"
 	MaxBodyBytes        int64         // cap on a guarded body, on the wire and decompressed
+	BodyBudgetBytes     int64         // cap on all guarded bodies held at once (see budget.go)
 	BodyReadTimeout     time.Duration // bound on receiving a guarded body (slow clients get 408)
 	LookupTimeout       time.Duration // bounds the whole lookup (all pages)
 	LockWait            time.Duration // longest wait for the per-key lock
@@ -70,6 +72,7 @@ type Guard struct {
 	multi   map[string]struct{}
 	work    time.Duration // deadline of the guarded work, inside LockTTL; 0 when locks never lapse
 	sandbox sandboxPolicy
+	bodies  *byteBudget // guarded bodies in flight, all requests together
 
 	// Metric children resolved once: label lookups cost more than the count.
 	lockWait  prometheus.Observer
@@ -113,6 +116,9 @@ func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler,
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
+	if cfg.BodyBudgetBytes <= 0 {
+		cfg.BodyBudgetBytes = defaultBodyBudget
+	}
 	defd(&cfg.LookupTimeout, 5*time.Second)
 	defd(&cfg.LockWait, 10*time.Second)
 	defd(&cfg.LockTTL, 60*time.Second)
@@ -125,7 +131,7 @@ func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler,
 	}
 	g := &Guard{cfg: cfg, lister: lister, store: store, forward: forward, m: m,
 		backend: store.Backend(), multi: make(map[string]struct{}, len(cfg.MultipleAuthConfigs)),
-		sandbox: newSandboxPolicy(cfg)}
+		sandbox: newSandboxPolicy(cfg), bodies: newByteBudget(cfg.BodyBudgetBytes)}
 	for _, id := range cfg.MultipleAuthConfigs {
 		g.multi[id] = struct{}{}
 	}
@@ -143,17 +149,9 @@ func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler,
 }
 
 // ServeHTTP guards a request on a guarded route and forwards anything else
-// untouched. Router calls the guard directly without classifying twice.
+// untouched.
 func (g *Guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	route, prefix := Classify(r.Method, r.URL.EscapedPath())
-	switch route {
-	case reqscope.RouteLink, reqscope.RouteCreate:
-		g.serve(w, r, route, prefix)
-	case reqscope.RouteSessionCreate, reqscope.RouteSessionUpdate:
-		g.serveSandbox(w, r, route)
-	default:
-		g.forward.ServeHTTP(w, r)
-	}
+	g.dispatch(w, r, g.forward)
 }
 
 // call is one guarded request on its way through the guard.
@@ -161,6 +159,7 @@ type call struct {
 	sc       *reqscope.Scope // its Log is the request's logger
 	route    string
 	prefix   string
+	id       identity
 	in       guarded
 	key      string
 	lookup   time.Duration
@@ -174,6 +173,8 @@ type call struct {
 	query      string // the raw query without it
 	// begin is when check began; the forward must end by begin+Guard.work.
 	begin time.Time
+	// digest of the members that shape the create (see requestDigest); "" until needed.
+	digest string
 }
 
 func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix string) {
@@ -187,7 +188,19 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix stri
 	}
 	enforce := g.cfg.Mode == ModeEnforce
 
-	body, br := g.readBody(w, r, enforce)
+	// Who the request acts as is read once, from the headers the forward
+	// will really carry; everything after uses that one value.
+	if h, changed := forwardHeader(r.Header); changed {
+		r = r.WithContext(r.Context())
+		r.Header = h
+	}
+	var body captured
+	var br *badRequest
+	if c.id, br = deriveIdentity(r.Header, sc.RequestID); br != nil {
+		br.close = true // the body is left unread
+	} else {
+		body, br = g.readBody(w, r, enforce)
+	}
 	if br == nil {
 		c.in, br = parseBody(route, body.plain)
 		if br == nil && c.in.flagFound && body.gzip {
@@ -196,6 +209,18 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix stri
 				reason: ReasonFlagInCompressed, message: "allow_multiple cannot be read from a compressed body: the proxy would have to change it",
 				fix: "Send the header " + apierror.HeaderAllowMultiple + ": true instead of the allow_multiple body member.",
 			}
+		}
+	}
+	if br == nil {
+		var headerOn, queryOn bool
+		c.headerSeen, headerOn = optInHeader(r.Header)
+		c.query, c.querySeen, queryOn = stripQuery(r.URL.RawQuery)
+		c.in.optIn = headerOn || queryOn || c.in.flagOn
+		if c.query != "" && !c.in.optIn {
+			// The lookup cannot carry them: a parameter Composio might read
+			// as who or what to create for would escape the check.
+			br = bad(ReasonQueryParams, "a request that creates a connected account takes no query parameters unless it opts in to multiple accounts (got %q)", c.query)
+			br.fix = "Send the request without query parameters, as the SDKs do."
 		}
 	}
 	if br != nil {
@@ -214,11 +239,7 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix stri
 	}
 
 	c.body = body
-	var headerOn, queryOn bool
-	c.headerSeen, headerOn = optInHeader(r.Header)
-	c.query, c.querySeen, queryOn = stripQuery(r.URL.RawQuery)
-	optIn := headerOn || queryOn || c.in.flagOn
-	if optIn && g.cfg.AllowMultiple == AllowMultipleFlag {
+	if c.in.optIn && g.cfg.AllowMultiple == AllowMultipleFlag {
 		g.decide(c, DecisionAllowedMultiple, ReasonOptIn, nil)
 		g.forward.ServeHTTP(w, c.outgoing(r, r.Context()))
 		return
@@ -228,7 +249,7 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix stri
 		g.forward.ServeHTTP(w, c.outgoing(r, r.Context()))
 		return
 	}
-	c.leasesOn = route == reqscope.RouteLink && g.cfg.PendingAction != PendingOff
+	c.leasesOn = g.cfg.PendingAction != PendingOff
 	g.check(w, r, c)
 }
 
@@ -241,12 +262,10 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 	ctx := r.Context()
 	c.begin = time.Now()
 	in := c.in
-	accountType := in.AccountType
-	if c.prefix == "/api/v3" {
-		accountType = accountPrivate // v3 has no account types: every account is private
-	}
-	cred := credential(r.Header)
-	c.key = lock.Key(cred, in.AuthConfigID, in.UserID, accountType)
+	// One key for every create of (auth config, user, account type): link
+	// and legacy create, any credential, any API version. The account type
+	// is the one the request carries, so it is the one forwarded.
+	c.key = lock.Key(in.AuthConfigID, in.UserID, in.AccountType)
 
 	unlock, err := g.lock(ctx, c.key)
 	g.lockWait.Observe(time.Since(c.begin).Seconds())
@@ -268,9 +287,11 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 		UserID:       in.UserID,
 		AuthConfigID: in.AuthConfigID,
 		Statuses:     lookupStatuses,
-		Header:       listHeader(r.Header, c.sc.RequestID),
+		Header:       c.id.lookup,
+		Tenant:       c.id.owner,
+		StopAtActive: true, // one ACTIVE account decides: no need to read further
 	}
-	if accountType == accountShared {
+	if in.AccountType == accountShared {
 		q.AccountType = accountShared
 	}
 	qctx, qcancel := context.WithTimeout(ctx, g.cfg.LookupTimeout)
@@ -288,6 +309,10 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 			g.forwardGuarded(w, r, c)
 			return
 		}
+		if upstream.CallerCaused(err) && !errors.Is(ctx.Err(), context.Canceled) {
+			g.unverifiable(w, r, c, err)
+			return
+		}
 		reason := ReasonLookupError
 		if errors.Is(err, context.DeadlineExceeded) {
 			reason = ReasonLookupTimeout
@@ -296,18 +321,19 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 
+	// An item Composio returned for the query counts unless its own fields
+	// contradict the query (Account.Matches).
 	var active []string
-	initiated := false
+	var initiated []upstream.Account
 	for _, a := range res.Items {
-		// The filter is the upstream's; the decision is ours.
-		if a.UserID != in.UserID || a.AuthConfigID != in.AuthConfigID {
+		if !a.Matches(q) {
 			continue
 		}
 		switch a.Status {
 		case upstream.StatusActive:
 			active = append(active, a.ID)
 		case upstream.StatusInitiated:
-			initiated = true
+			initiated = append(initiated, a)
 		}
 	}
 
@@ -325,50 +351,78 @@ func (g *Guard) check(w http.ResponseWriter, r *http.Request, c *call) {
 		if haveLease {
 			g.dropLease(ctx, c)
 		}
-		g.decide(c, DecisionRejectedDuplicate, ReasonActiveAccount, nil)
-		if g.cfg.Mode == ModeEnforce {
-			apierror.Write(w, &apierror.Error{
-				Message: fmt.Sprintf("User %q already has an ACTIVE connected account on auth config %q.", in.UserID, in.AuthConfigID),
-				Code:    apierror.CodeMultipleAccounts, Slug: apierror.SlugMultipleAccounts, Status: http.StatusConflict,
-				RequestID: c.sc.RequestID,
-				SuggestedFix: "Use the existing connected account, or, to create another one on purpose, send the header " +
-					apierror.HeaderAllowMultiple + ": true.",
-				ExistingAccountIDs: active, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
-			}, apierror.Options{NoRetry: true})
-			return
+		g.refuse(w, r, c, DecisionRejectedDuplicate, ReasonActiveAccount, answerDuplicate(c, active))
+		return
+	}
+	if !c.leasesOn { // GUARD_PENDING_ACTION=off: pending links do not block
+		reason := ReasonNoAccount
+		if len(initiated) > 0 {
+			reason = ReasonPendingIgnored
 		}
+		g.decide(c, DecisionAllowed, reason, nil)
 		g.forwardGuarded(w, r, c)
 		return
 	}
 
 	reason := ReasonNoAccount
-	if initiated {
-		reason = ReasonInitiatedUntracked
-	}
 	if haveLease && lease.AccountID == "" {
 		// An earlier forward's outcome is unknown (its answer was lost): an
 		// INITIATED account may be the one it made, and there is nothing to replay.
-		if initiated {
+		if len(initiated) > 0 {
 			g.leases[leaseHit].Inc()
-			g.pendingUnknown(w, r, c)
+			g.refuse(w, r, c, DecisionRejectedPending, ReasonOutcomeUnknown, answerOutcomeUnknown(c, initiated))
 			return
 		}
 		g.dropLease(ctx, c)
 		haveLease = false
 	}
 	if haveLease {
-		if pendingIn(res.Items, lease.AccountID, in) {
+		if listed(initiated, lease.AccountID) {
 			g.leases[leaseHit].Inc()
 			g.pending(w, r, c, lease)
 			return
 		}
 		g.dropLease(ctx, c)
 		reason = ReasonLeaseStale
-	} else if c.leasesOn {
+	} else {
 		g.leases[leaseMiss].Inc()
+	}
+	// A pending link this proxy holds no answer for (made with another
+	// credential, on a replica without shared state, or around the proxy)
+	// blocks as long as it may still be completed.
+	if id := livePending(initiated, time.Now(), g.cfg.PendingMaxTTL); id != "" {
+		g.refuse(w, r, c, DecisionRejectedPending, ReasonPendingUntracked, answerPending(c, id))
+		return
 	}
 	g.decide(c, DecisionAllowed, reason, nil)
 	g.forwardGuarded(w, r, c)
+}
+
+// livePending returns the id of the oldest INITIATED account still within
+// its lifetime: created less than maxTTL ago. An account without a readable
+// created_at counts as live: the side that cannot make a duplicate.
+func livePending(initiated []upstream.Account, now time.Time, maxTTL time.Duration) string {
+	id := ""
+	var oldest time.Time
+	for _, a := range initiated {
+		if !a.CreatedAt.IsZero() && !now.Before(a.CreatedAt.Add(maxTTL)) {
+			continue
+		}
+		if id == "" || (!a.CreatedAt.IsZero() && a.CreatedAt.Before(oldest)) {
+			id, oldest = a.ID, a.CreatedAt
+		}
+	}
+	return id
+}
+
+// listed reports whether the account id is among the INITIATED accounts.
+func listed(initiated []upstream.Account, id string) bool {
+	for _, a := range initiated {
+		if a.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // lock takes the per-key lock, waiting at most LockWait. A free lock of a
@@ -384,23 +438,19 @@ func (g *Guard) lock(ctx context.Context, key string) (lock.Unlock, error) {
 	return g.store.Lock(lctx, key, g.cfg.LockTTL)
 }
 
-// pending answers a repeat while the first link's account is still INITIATED.
+// pending answers a repeat while the first create's account is still
+// INITIATED: a replay of the first answer when the repeat is the same
+// request from the same credential, else a refusal naming the account.
 func (g *Guard) pending(w http.ResponseWriter, r *http.Request, c *call, l lock.Lease) {
-	if g.cfg.PendingAction == PendingReject {
-		g.decide(c, DecisionRejectedPending, ReasonPendingLink, nil)
-		if g.cfg.Mode != ModeEnforce {
-			g.forwardGuarded(w, r, c)
-			return
-		}
-		apierror.Write(w, &apierror.Error{
-			Message: fmt.Sprintf("A connection link for user %q on auth config %q is still pending: connected account %s is INITIATED.",
-				c.in.UserID, c.in.AuthConfigID, l.AccountID),
-			Code: apierror.CodeLinkPending, Slug: apierror.SlugLinkPending, Status: http.StatusConflict,
-			RequestID: c.sc.RequestID,
-			SuggestedFix: "Let the user finish the pending link (or wait until it expires), or send the header " +
-				apierror.HeaderAllowMultiple + ": true to create another one.",
-			ExistingAccountIDs: []string{l.AccountID}, UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
-		}, apierror.Options{NoRetry: true})
+	switch {
+	case g.cfg.PendingAction == PendingReject:
+		g.refuse(w, r, c, DecisionRejectedPending, ReasonPendingLink, answerPending(c, l.AccountID))
+		return
+	case l.Owner != c.id.owner:
+		g.refuse(w, r, c, DecisionRejectedPending, ReasonPendingOtherCaller, answerPending(c, l.AccountID))
+		return
+	case l.Request != c.requestDigest():
+		g.refuse(w, r, c, DecisionRejectedPending, ReasonPendingDiffers, answerPending(c, l.AccountID))
 		return
 	}
 	g.decide(c, DecisionReplayedPending, ReasonPendingLink, nil)
@@ -419,24 +469,36 @@ func (g *Guard) pending(w http.ResponseWriter, r *http.Request, c *call, l lock.
 	_, _ = w.Write(l.Body)
 }
 
-// pendingUnknown refuses a repeat of a link whose first answer was lost while
-// an INITIATED account exists: it may be the one that link made, and with no
-// answer to replay, forwarding could make a second.
-func (g *Guard) pendingUnknown(w http.ResponseWriter, r *http.Request, c *call) {
-	g.decide(c, DecisionRejectedPending, ReasonOutcomeUnknown, nil)
+// refuse records a refusal and, in enforce mode, writes its answer; shadow
+// mode forwards the request instead.
+func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, c *call, decision, reason string, a answer) {
+	g.decide(c, decision, reason, nil)
 	if g.cfg.Mode != ModeEnforce {
 		g.forwardGuarded(w, r, c)
 		return
 	}
-	apierror.Write(w, &apierror.Error{
-		Message: fmt.Sprintf("An earlier link for user %q on auth config %q may have been created but its answer was lost, and an INITIATED connected account exists.",
-			c.in.UserID, c.in.AuthConfigID),
-		Code: apierror.CodeLinkPending, Slug: apierror.SlugLinkPending, Status: http.StatusConflict,
-		RequestID: c.sc.RequestID,
-		SuggestedFix: "List the user's INITIATED connected accounts and use that link, wait until it expires, or send the header " +
-			apierror.HeaderAllowMultiple + ": true to create another one.",
-		UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
-	}, apierror.Options{NoRetry: true})
+	a.write(w, c.sc.RequestID)
+}
+
+// unverifiable refuses a request whose check cannot be completed because of
+// what the request itself asks: Composio refused the query (414, 431, 400...),
+// the user has more accounts than the lookup reads, or an item cannot be
+// classified. Such a request is never forwarded unchecked, whatever the
+// failure mode, and it says nothing about Composio's health.
+func (g *Guard) unverifiable(w http.ResponseWriter, r *http.Request, c *call, err error) {
+	reason := ReasonLookupRejected
+	switch {
+	case errors.Is(err, upstream.ErrTooManyPages):
+		reason = ReasonTooManyAccounts
+	case errors.Is(err, upstream.ErrUnknownItem):
+		reason = ReasonUnknownItem
+	}
+	g.decide(c, DecisionRejectedUnverifiable, reason, err)
+	if g.cfg.Mode != ModeEnforce {
+		g.forwardGuarded(w, r, c)
+		return
+	}
+	answerUnverifiable(c, reason).write(w, c.sc.RequestID)
 }
 
 // fail handles a check that could not run, by the failure mode.
@@ -457,17 +519,11 @@ func (g *Guard) fail(w http.ResponseWriter, r *http.Request, c *call, reason str
 		g.forwardGuarded(w, r, c)
 		return
 	}
-	// x-should-retry is not forced: the clients' own retry of a 503 is welcome.
-	apierror.Write(w, &apierror.Error{
-		Message: "The duplicate-connection check could not run, so the request was not sent to Composio.",
-		Code:    apierror.CodeGuardUnavailable, Slug: apierror.SlugGuardUnavailable, Status: http.StatusServiceUnavailable,
-		RequestID:    c.sc.RequestID,
-		SuggestedFix: "Retry after the Retry-After delay.",
-	}, apierror.Options{RetryAfterSeconds: g.cfg.RetryAfterSeconds})
+	answerUnavailable(g.cfg.RetryAfterSeconds).write(w, c.sc.RequestID)
 }
 
-// forwardGuarded forwards a checked request and, for a link, keeps its 2xx
-// answer as the key's pending lease.
+// forwardGuarded forwards a checked request and keeps its 2xx answer as the
+// key's pending lease (link and legacy create alike).
 func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) {
 	// The forward ends before the lock's TTL, so that a Redis lock never
 	// lapses while its holder still acts on it.
@@ -495,7 +551,7 @@ func (g *Guard) forwardGuarded(w http.ResponseWriter, r *http.Request, c *call) 
 	g.forward.ServeHTTP(cw, r)
 }
 
-// afterLink keeps what a forwarded link's answer says for its repeats.
+// afterLink keeps what a forwarded create's answer says for its repeats.
 func (g *Guard) afterLink(ctx context.Context, c *call, cw *captureWriter, aborted bool) {
 	if !aborted && cw.status >= 400 && cw.status < 500 {
 		return // Composio refused the link: nothing was made
@@ -503,7 +559,8 @@ func (g *Guard) afterLink(ctx context.Context, c *call, cw *captureWriter, abort
 	if aborted || cw.status < 200 || cw.status > 299 || cw.truncated || !g.storeLease(ctx, c, cw) {
 		// No answer, a 5xx, or a 2xx that cannot be read: Composio may or may
 		// not have made the account. Remember that, so a retry does not make a second.
-		g.putLease(ctx, c, lock.Lease{ExpiresAt: time.Now().Add(min(g.cfg.PendingMaxTTL, unknownOutcomeTTL))})
+		g.putLease(ctx, c, lock.Lease{Owner: c.id.owner, Request: c.requestDigest(),
+			ExpiresAt: time.Now().Add(min(g.cfg.PendingMaxTTL, unknownOutcomeTTL))})
 	}
 }
 
@@ -511,7 +568,7 @@ func (g *Guard) afterLink(ctx context.Context, c *call, cw *captureWriter, abort
 // a link's own life at Composio.
 const unknownOutcomeTTL = 10 * time.Minute
 
-// storeLease keeps a readable 2xx link answer as the key's lease.
+// storeLease keeps a readable 2xx create answer as the key's lease.
 func (g *Guard) storeLease(ctx context.Context, c *call, cw *captureWriter) bool {
 	body := cw.body
 	switch enc := strings.TrimSpace(cw.Header().Get("Content-Encoding")); {
@@ -528,7 +585,7 @@ func (g *Guard) storeLease(ctx context.Context, c *call, cw *captureWriter) bool
 	default:
 		return false
 	}
-	id, expires := linkAnswer(body)
+	id, expires := createAnswer(c.route, body)
 	if id == "" {
 		return false
 	}
@@ -536,7 +593,8 @@ func (g *Guard) storeLease(ctx context.Context, c *call, cw *captureWriter) bool
 	if limit := now.Add(g.cfg.PendingMaxTTL); expires.IsZero() || expires.After(limit) {
 		expires = limit
 	}
-	g.putLease(ctx, c, lock.Lease{AccountID: id, Status: cw.status, ContentType: cw.Header().Get("Content-Type"), Body: body, ExpiresAt: expires})
+	g.putLease(ctx, c, lock.Lease{AccountID: id, Owner: c.id.owner, Request: c.requestDigest(),
+		Status: cw.status, ContentType: cw.Header().Get("Content-Type"), Body: body, ExpiresAt: expires})
 	return true
 }
 
@@ -583,55 +641,8 @@ func (g *Guard) decide(c *call, decision, reason string, err error) {
 	}
 }
 
-// pendingIn reports whether the lease's account is listed as INITIATED for
-// this user and auth config.
-func pendingIn(items []upstream.Account, id string, in guarded) bool {
-	for _, a := range items {
-		if a.ID == id && a.Status == upstream.StatusInitiated && a.UserID == in.UserID && a.AuthConfigID == in.AuthConfigID {
-			return true
-		}
-	}
-	return false
-}
-
 // lookupStatuses is shared by every query; listers only read it.
 var lookupStatuses = []string{upstream.StatusActive, upstream.StatusInitiated}
-
-// Credential headers: exactly one scheme per request reaches Composio.
-var credentialHeaders = []string{"X-Api-Key", "X-User-Api-Key", "X-Org-Id", "X-Project-Id", "X-Org-Api-Key"}
-
-// credential joins the caller's credential header values into the lock key's
-// credential part (hashed by lock.Key, never stored or logged).
-func credential(h http.Header) string {
-	var b strings.Builder
-	for _, name := range credentialHeaders {
-		for _, v := range h[name] {
-			b.WriteString(name)
-			b.WriteByte(0)
-			b.WriteString(v)
-			b.WriteByte(0)
-		}
-	}
-	return b.String()
-}
-
-// listHeader picks only the caller's credential headers and the request id,
-// their values shared unchanged (nothing on the way out changes them), in a
-// map with room for the two headers the list client adds.
-func listHeader(h http.Header, requestID string) http.Header {
-	out := make(http.Header, 4)
-	for _, name := range credentialHeaders {
-		if vs := h[name]; len(vs) > 0 {
-			out[name] = vs
-		}
-	}
-	if vs := h[apierror.HeaderRequestID]; len(vs) == 1 && vs[0] == requestID {
-		out[apierror.HeaderRequestID] = vs // as RequestID set it
-	} else if requestID != "" {
-		out.Set(apierror.HeaderRequestID, requestID)
-	}
-	return out
-}
 
 // writeStatusError hands a refused lookup's answer back as the upstream sent it.
 func writeStatusError(w http.ResponseWriter, se *upstream.StatusError, requestID string) {
@@ -649,6 +660,69 @@ func writeStatusError(w http.ResponseWriter, se *upstream.StatusError, requestID
 	}
 	w.WriteHeader(se.StatusCode)
 	_, _ = w.Write(se.Body)
+}
+
+// requestDigest is a digest of what shapes the create besides its key: the
+// route and the body without the opt-in member, compacted (whitespace does
+// not count; member order does). A replay needs it to match, so a repeat
+// with another callback_url, alias or experimental block is never handed
+// the first request's link.
+func (c *call) requestDigest() string {
+	if c.digest != "" {
+		return c.digest
+	}
+	b := c.body.plain
+	if c.in.flagFound {
+		b = stripFlag(b, c.in.flag)
+	}
+	var stack [1024]byte // a link body fits: no allocation but the digest's string
+	buf := append(append(stack[:0], c.route...), 0)
+	buf = appendCompact(buf, b)
+	d := sha256.Sum256(buf)
+	c.digest = hex.EncodeToString(d[:16])
+	return c.digest
+}
+
+// appendCompact appends JSON b without the white space between its tokens
+// (b is valid JSON: parseBody checked it), as json.Compact would write it.
+func appendCompact(dst, b []byte) []byte {
+	inString, escaped := false, false
+	from := 0
+	for i, ch := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case ch == '\\':
+				escaped = true
+			case ch == '"':
+				inString = false
+			}
+		case ch == '"':
+			inString = true
+		case ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r':
+			dst = append(dst, b[from:i]...)
+			from = i + 1
+		}
+	}
+	return append(dst, b[from:]...)
+}
+
+// refuseDisguised refuses a request that could reach a guarded route at a
+// server reading its method otherwise than the guard does (a lowercase
+// method, a method-override header). Shadow mode forwards it.
+func (g *Guard) refuseDisguised(w http.ResponseWriter, r *http.Request, route string) {
+	c := &call{sc: reqscope.From(r.Context()), route: route}
+	g.decide(c, DecisionInvalidRequest, ReasonDisguised, nil)
+	if g.cfg.Mode != ModeEnforce {
+		g.forward.ServeHTTP(w, r)
+		return
+	}
+	br := bad(ReasonDisguised, "the request names its method as %q (or overrides it with a header) on a route that creates connected accounts or sessions", r.Method)
+	br.fix = "Send the method in upper case (POST, PATCH) and no X-HTTP-Method-Override, X-HTTP-Method or X-Method-Override header."
+	apierror.Write(w, &apierror.Error{Message: br.message, Code: br.code, Slug: br.slug, Status: br.status,
+		RequestID: c.sc.RequestID, SuggestedFix: br.fix}, apierror.Options{NoRetry: true, Close: true})
 }
 
 // outgoing is the request to forward after a successful parse, under ctx:

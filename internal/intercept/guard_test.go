@@ -25,7 +25,7 @@ func active(id, user, ac string) upstream.Account {
 func TestAllowedLinkForwardedUnchanged(t *testing.T) {
 	e := newEnv(t, intercept.Config{})
 	body := []byte(`{ "auth_config_id" : "ac_1",` + "\n" + `"user_id":"u1", "alias":"work", "x":[1,{"y":null}] }`)
-	a := e.do(t, "POST", "/api/v3.1/connected_accounts/link?trace=1", body,
+	a := e.do(t, "POST", "/api/v3.1/connected_accounts/link", body,
 		"X-Request-Id", "rid-1", "Cookie", "session=abc", "User-Agent", "Composio/JS 1.0")
 	if a.Status != http.StatusCreated {
 		t.Fatalf("status %d: %s", a.Status, a.Body)
@@ -35,7 +35,7 @@ func TestAllowedLinkForwardedUnchanged(t *testing.T) {
 		t.Fatalf("%d requests reached the upstream, want 1", len(reqs))
 	}
 	got := reqs[0]
-	if !bytes.Equal(got.Body, body) || got.Path != "/api/v3.1/connected_accounts/link" || got.RawQuery != "trace=1" {
+	if !bytes.Equal(got.Body, body) || got.Path != "/api/v3.1/connected_accounts/link" || got.RawQuery != "" {
 		t.Fatalf("upstream got %s %s?%s %q", got.Method, got.Path, got.RawQuery, got.Body)
 	}
 	if got.Header.Get("X-Api-Key") != apiKey || got.Header.Get("Cookie") != "session=abc" {
@@ -45,7 +45,8 @@ func TestAllowedLinkForwardedUnchanged(t *testing.T) {
 	if len(qs) != 1 {
 		t.Fatalf("%d lookups, want 1", len(qs))
 	}
-	want := http.Header{"X-Api-Key": {apiKey}, "X-Request-Id": {"rid-1"}}
+	// The lookup carries who the caller is exactly as the forward does.
+	want := http.Header{"X-Api-Key": {apiKey}, "Cookie": {"session=abc"}, "X-Request-Id": {"rid-1"}}
 	q := qs[0]
 	if q.APIPrefix != "/api/v3.1" || q.UserID != "u1" || q.AuthConfigID != "ac_1" || q.AccountType != "" ||
 		!reflect.DeepEqual(q.Statuses, []string{"ACTIVE", "INITIATED"}) || !reflect.DeepEqual(q.Header, want) {
@@ -64,9 +65,10 @@ func TestListQuery(t *testing.T) {
 		hdr       []string
 		wantQuery upstream.ListQuery
 	}{
-		{"v3 never sends account_type", "/api/v3/connected_accounts/link",
+		// The account type checked is the one forwarded, on every version.
+		{"v3 checks the account type it forwards", "/api/v3/connected_accounts/link",
 			`{"user_id":"u","auth_config_id":"ac","experimental":{"account_type":"SHARED"}}`, nil,
-			upstream.ListQuery{APIPrefix: "/api/v3", UserID: "u", AuthConfigID: "ac"}},
+			upstream.ListQuery{APIPrefix: "/api/v3", UserID: "u", AuthConfigID: "ac", AccountType: "SHARED"}},
 		{"v3.1 shared", "/api/v3.1/connected_accounts/link",
 			`{"user_id":"u","auth_config_id":"ac","experimental":{"account_type":"SHARED"}}`, nil,
 			upstream.ListQuery{APIPrefix: "/api/v3.1", UserID: "u", AuthConfigID: "ac", AccountType: "SHARED"}},
@@ -97,7 +99,11 @@ func TestListQuery(t *testing.T) {
 				t.Fatalf("%d lookups", len(qs))
 			}
 			q := qs[0]
-			q.Header, q.Statuses = nil, nil
+			if q.Tenant == "" || strings.Contains(q.Tenant, apiKey) {
+				t.Fatalf("tenant %q: want a digest of the credential", q.Tenant)
+			}
+			q.Header, q.Statuses, q.Tenant = nil, nil, ""
+			tc.wantQuery.StopAtActive = true
 			if !reflect.DeepEqual(q, tc.wantQuery) {
 				t.Fatalf("lookup %+v, want %+v", q, tc.wantQuery)
 			}
@@ -105,14 +111,15 @@ func TestListQuery(t *testing.T) {
 	}
 }
 
-func TestLookupCopiesOnlyCredentials(t *testing.T) {
+func TestLookupCarriesTheForwardedIdentity(t *testing.T) {
 	e := newEnv(t, intercept.Config{})
 	a := e.link(t, "u", "ac", "x-api-key", "", "x-user-api-key", "uak", "x-org-id", "org", "x-project-id", "prj",
 		"Authorization", "Bearer nope", "Cookie", "c=1", "X-Request-Id", "rid")
 	if a.Status != http.StatusCreated {
 		t.Fatalf("status %d", a.Status)
 	}
-	want := http.Header{"X-User-Api-Key": {"uak"}, "X-Org-Id": {"org"}, "X-Project-Id": {"prj"}, "X-Request-Id": {"rid"}}
+	want := http.Header{"X-User-Api-Key": {"uak"}, "X-Org-Id": {"org"}, "X-Project-Id": {"prj"}, "X-Request-Id": {"rid"},
+		"Authorization": {"Bearer nope"}, "Cookie": {"c=1"}}
 	if got := e.lister.calls()[0].Header; !reflect.DeepEqual(got, want) {
 		t.Fatalf("lookup header %v, want %v", got, want)
 	}
@@ -554,24 +561,61 @@ func TestPendingLinks(t *testing.T) {
 			t.Fatalf("status %d, want 409", a.Status)
 		}
 	})
-	t.Run("INITIATED without a lease does not block", func(t *testing.T) {
-		e := newEnv(t, intercept.Config{})
-		e.up.add(upstream.Account{ID: "ca_old", Status: "INITIATED", UserID: "u", AuthConfigID: "ac"})
+	t.Run("INITIATED without a lease blocks while it lives", func(t *testing.T) {
+		e := newEnv(t, intercept.Config{PendingMaxTTL: 15 * time.Minute})
+		// Made with another credential, on another replica or around the proxy.
+		e.up.add(upstream.Account{ID: "ca_old", Status: "INITIATED", UserID: "u", AuthConfigID: "ac", CreatedAt: time.Now().Add(-time.Minute)})
 		a := e.link(t, "u", "ac")
-		if a.Status != http.StatusCreated || a.Header.Get("X-Composio-Guard") != "" || e.up.links.Load() != 1 {
-			t.Fatalf("status %d, %d links", a.Status, e.up.links.Load())
+		if a.Status != http.StatusConflict || a.Header.Get("X-Should-Retry") != "false" || e.up.links.Load() != 0 {
+			t.Fatalf("status %d, x-should-retry %q, %d links upstream", a.Status, a.Header.Get("X-Should-Retry"), e.up.links.Load())
 		}
-		if ds := e.decisions(); ds[0].ContextMap()["reason"] != intercept.ReasonInitiatedUntracked {
-			t.Fatalf("reason %v", ds[0].ContextMap()["reason"])
+		env := a.envelope(t)
+		if env["slug"] != "ConnectedAccount_LinkPending" || fmt.Sprint(env["existing_connected_account_ids"]) != "[ca_old]" {
+			t.Fatalf("envelope %v", env)
+		}
+		if s := <-e.scopes; s.Reason != intercept.ReasonPendingUntracked {
+			t.Fatalf("reason %q", s.Reason)
+		}
+		// The opt-in still creates another.
+		if a := e.link(t, "u", "ac", "X-Composio-Allow-Multiple", "true"); a.Status != http.StatusCreated {
+			t.Fatalf("opt-in: status %d", a.Status)
 		}
 	})
-	t.Run("legacy create: no lease", func(t *testing.T) {
+	t.Run("INITIATED without created_at counts as live", func(t *testing.T) {
+		e := newEnv(t, intercept.Config{})
+		e.up.add(upstream.Account{ID: "ca_old", Status: "INITIATED", UserID: "u", AuthConfigID: "ac"})
+		if a := e.link(t, "u", "ac"); a.Status != http.StatusConflict || e.up.links.Load() != 0 {
+			t.Fatalf("status %d, %d links", a.Status, e.up.links.Load())
+		}
+	})
+	t.Run("INITIATED past its lifetime does not block", func(t *testing.T) {
+		e := newEnv(t, intercept.Config{PendingMaxTTL: 10 * time.Minute})
+		e.up.add(upstream.Account{ID: "ca_old", Status: "INITIATED", UserID: "u", AuthConfigID: "ac", CreatedAt: time.Now().Add(-11 * time.Minute)})
+		if a := e.link(t, "u", "ac"); a.Status != http.StatusCreated || e.up.links.Load() != 1 {
+			t.Fatalf("status %d, %d links", a.Status, e.up.links.Load())
+		}
+	})
+	t.Run("GUARD_PENDING_ACTION=off ignores pending links", func(t *testing.T) {
+		e := newEnv(t, intercept.Config{PendingAction: intercept.PendingOff})
+		e.up.add(upstream.Account{ID: "ca_old", Status: "INITIATED", UserID: "u", AuthConfigID: "ac", CreatedAt: time.Now()})
+		if a := e.link(t, "u", "ac"); a.Status != http.StatusCreated || e.up.links.Load() != 1 {
+			t.Fatalf("status %d, %d links", a.Status, e.up.links.Load())
+		}
+		if s := <-e.scopes; s.Reason != intercept.ReasonPendingIgnored {
+			t.Fatalf("reason %q", s.Reason)
+		}
+	})
+	t.Run("legacy create: same lease and pending rule as link", func(t *testing.T) {
 		e := newEnv(t, intercept.Config{})
 		body := []byte(`{"auth_config":{"id":"ac"},"connection":{"user_id":"u"}}`)
-		e.do(t, "POST", "/api/v3/connected_accounts", body)
-		a := e.do(t, "POST", "/api/v3/connected_accounts", body)
-		if a.Status != http.StatusCreated || a.Header.Get("X-Composio-Guard") != "" || e.up.creates.Load() != 2 {
-			t.Fatalf("status %d, %d creates upstream, want 2", a.Status, e.up.creates.Load())
+		first := e.do(t, "POST", "/api/v3/connected_accounts", body)
+		again := e.do(t, "POST", "/api/v3/connected_accounts", body)
+		if again.Status != first.Status || again.Header.Get("X-Composio-Guard") != "replayed" || string(again.Body) != string(first.Body) || e.up.creates.Load() != 1 {
+			t.Fatalf("repeat: status %d, guard %q, %d creates upstream, want a replay of the one", again.Status, again.Header.Get("X-Composio-Guard"), e.up.creates.Load())
+		}
+		// A link for the same user and auth config is not a replay of a legacy create.
+		if a := e.link(t, "u", "ac"); a.Status != http.StatusConflict || a.envelope(t)["slug"] != "ConnectedAccount_LinkPending" || e.up.links.Load() != 0 {
+			t.Fatalf("link after create: status %d, %d links", a.Status, e.up.links.Load())
 		}
 	})
 }
@@ -715,7 +759,7 @@ func TestModeOff(t *testing.T) {
 func TestDecisionLogs(t *testing.T) {
 	e := newEnv(t, intercept.Config{})
 	e.up.add(active("ca_1", "u", "ac"))
-	e.link(t, "u", "ac", "X-Request-Id", "rid-log", "x-org-api-key", "org_SECRET_key")
+	e.link(t, "u", "ac", "X-Request-Id", "rid-log", "x-api-key", "", "x-org-api-key", "org_SECRET_key")
 	// The access line carries the decision (the scope is what it reads).
 	if sc := <-e.scopes; sc != (seenScope{Route: "link", Decision: "rejected_duplicate", Reason: intercept.ReasonActiveAccount, Mode: "enforce"}) {
 		t.Fatalf("scope %+v", sc)

@@ -139,7 +139,7 @@ func (f *fakeComposio) newAccount(user, ac string) string {
 	defer f.mu.Unlock()
 	f.nextID++
 	id := fmt.Sprintf("ca_%d", f.nextID)
-	f.accounts = append(f.accounts, upstream.Account{ID: id, Status: upstream.StatusInitiated, UserID: user, AuthConfigID: ac})
+	f.accounts = append(f.accounts, upstream.Account{ID: id, Status: upstream.StatusInitiated, UserID: user, AuthConfigID: ac, CreatedAt: time.Now()})
 	return id
 }
 

@@ -25,6 +25,8 @@ type guarded struct {
 	AuthConfigID string
 	AccountType  string // PRIVATE or SHARED
 
+	optIn bool // the caller opted in (header, query or body member)
+
 	// The top-level allow_multiple member, when present.
 	flagFound bool
 	flagOn    bool
@@ -187,6 +189,21 @@ func parseCreate(b []byte) (g guarded, br *badRequest) {
 	return g, flag(b, found[2], seen[2], &g)
 }
 
+// MaxIDBytes bounds a user id or auth config id. Composio's own ids are a
+// few dozen bytes; a longer one would make the lookup's URL one the upstream
+// may refuse (414, 431), and the check must never depend on that.
+const MaxIDBytes = 256
+
+// hasControl reports a C0 or C1 control character or DEL in s (valid UTF-8).
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
+			return true
+		}
+	}
+	return false
+}
+
 // idMember checks one id: a non-empty string the list query can carry.
 func idMember(b []byte, m member, seen bool, path string) (string, *badRequest) {
 	if !seen {
@@ -196,8 +213,14 @@ func idMember(b []byte, m member, seen bool, path string) (string, *badRequest) 
 	if !ok || s == "" {
 		return "", bad(ReasonBadMember, "%s must be a non-empty string", path)
 	}
+	if len(s) > MaxIDBytes {
+		return "", bad(ReasonIDTooLong, "%s is longer than %d bytes", path, MaxIDBytes)
+	}
 	if !validText(s) {
 		return "", bad(ReasonBadText, "%s must be valid UTF-8 text", path)
+	}
+	if hasControl(s) {
+		return "", bad(ReasonControlInID, "%s must not contain control characters", path)
 	}
 	if strings.IndexByte(s, ',') >= 0 {
 		return "", bad(ReasonCommaInID, "%s must not contain a comma: the duplicate check cannot query it", path)
@@ -247,8 +270,13 @@ func stripFlag(b []byte, m member) []byte {
 	return out
 }
 
-// linkAnswer reads a link answer's connected_account_id and expires_at.
-func linkAnswer(b []byte) (accountID string, expires time.Time) {
+// createAnswer reads the new account's id from a create's answer: a link's
+// connected_account_id (and its expires_at), a legacy create's id.
+func createAnswer(route string, b []byte) (accountID string, expires time.Time) {
+	idMember := "connected_account_id"
+	if route == reqscope.RouteCreate {
+		idMember = "id"
+	}
 	if !json.Valid(b) {
 		return "", time.Time{}
 	}
@@ -261,7 +289,7 @@ func linkAnswer(b []byte) (accountID string, expires time.Time) {
 		if err != nil || !ok {
 			return accountID, expires
 		}
-		if exact, _ := keyIs(b, m, "connected_account_id"); exact {
+		if exact, _ := keyIs(b, m, idMember); exact {
 			accountID, _ = decodeString(m.value(b))
 		} else if exact, _ := keyIs(b, m, "expires_at"); exact {
 			if s, ok := decodeString(m.value(b)); ok {

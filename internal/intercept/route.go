@@ -23,7 +23,56 @@ func canonicalPath(escaped string) (string, bool) {
 	if p == "" || p[0] != '/' {
 		p = "/" + p
 	}
+	if strings.IndexByte(p, '\\') >= 0 {
+		// Some servers read a backslash as a slash: match as they would.
+		p = strings.ReplaceAll(p, "\\", "/")
+	}
+	if strings.IndexByte(p, ';') >= 0 {
+		p = dropParams(p)
+	}
 	return path.Clean(p), true // Clean does not allocate for a path already clean
+}
+
+// dropParams removes ";params" from every segment ("/link;x=1" is "/link"):
+// servers that read path parameters route such a path as the bare one, so
+// the matcher must see it so too.
+func dropParams(p string) string {
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); {
+		if p[i] == ';' {
+			for i < len(p) && p[i] != '/' {
+				i++
+			}
+			continue
+		}
+		b.WriteByte(p[i])
+		i++
+	}
+	return b.String()
+}
+
+// methodOverrides are headers some frameworks read as the request's real
+// method: a GET carrying one may be a POST to the server behind.
+var methodOverrides = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// disguised reports whether a request that does not classify as guarded
+// could still reach a guarded route at a server that reads the method
+// case-insensitively or from a method-override header. Such a request is
+// refused, never forwarded unchecked.
+func disguised(r *http.Request) bool {
+	odd := r.Method != http.MethodPost && r.Method != http.MethodPatch &&
+		(strings.EqualFold(r.Method, http.MethodPost) || strings.EqualFold(r.Method, http.MethodPatch))
+	if !odd && !overridden(r) {
+		return false
+	}
+	p := r.URL.EscapedPath()
+	for _, m := range [...]string{http.MethodPost, http.MethodPatch} {
+		if route, _ := Classify(m, p); route != reqscope.RoutePassthrough {
+			return true
+		}
+	}
+	return false
 }
 
 // Classify matches the canonical path: it returns a reqscope.Route* constant
@@ -96,6 +145,17 @@ func splitPrefix(p string) (prefix, rest string, ok bool) {
 	return prefix, p[i+1:], true
 }
 
+// overridden reports a method-override header on a request: the server
+// behind could read the request as another one than the guard did.
+func overridden(r *http.Request) bool {
+	for _, h := range methodOverrides {
+		if _, ok := r.Header[h]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // cut returns the first segment of s and what follows its slash.
 func cut(s string) (seg, rest string) {
 	if i := strings.IndexByte(s, '/'); i >= 0 {
@@ -109,15 +169,25 @@ func cut(s string) (seg, rest string) {
 // update for the sandbox policy) to g and everything else to passthrough.
 func Router(g *Guard, passthrough http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		route, prefix := Classify(r.Method, r.URL.EscapedPath())
-		reqscope.From(r.Context()).Route = route
-		switch route {
-		case reqscope.RouteLink, reqscope.RouteCreate:
-			g.serve(w, r, route, prefix)
-		case reqscope.RouteSessionCreate, reqscope.RouteSessionUpdate:
-			g.serveSandbox(w, r, route)
-		default:
-			passthrough.ServeHTTP(w, r)
-		}
+		g.dispatch(w, r, passthrough)
 	})
+}
+
+// dispatch classifies r once and hands it to its policy.
+func (g *Guard) dispatch(w http.ResponseWriter, r *http.Request, passthrough http.Handler) {
+	route, prefix := Classify(r.Method, r.URL.EscapedPath())
+	reqscope.From(r.Context()).Route = route
+	if g.cfg.Mode != ModeOff && (route == reqscope.RoutePassthrough && disguised(r) ||
+		route != reqscope.RoutePassthrough && overridden(r)) {
+		g.refuseDisguised(w, r, route)
+		return
+	}
+	switch route {
+	case reqscope.RouteLink, reqscope.RouteCreate:
+		g.serve(w, r, route, prefix)
+	case reqscope.RouteSessionCreate, reqscope.RouteSessionUpdate:
+		g.serveSandbox(w, r, route)
+	default:
+		passthrough.ServeHTTP(w, r)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -69,9 +70,23 @@ type Expiring interface {
 // Key builds the key of one guarded create: the lock and the lease of every
 // create for one (auth config, user, account type), whatever credential or
 // route it comes through. Auth config ids are unique across Composio, so no
-// credential is needed to tell two projects apart. It holds no raw user id
-// (hashed) and no secret.
+// credential is needed to tell two projects apart. The ids are folded (case,
+// surrounding white space) first: should Composio ever read two spellings as
+// one, they still share one lock; a coarser key can only serialise more. It
+// holds no raw user id (hashed) and no secret.
 func Key(authConfigID, userID, accountType string) string {
-	u := sha256.Sum256([]byte(userID))
-	return authConfigID + ":" + hex.EncodeToString(u[:12]) + ":" + accountType
+	u := sha256.Sum256([]byte(fold(userID)))
+	return fold(authConfigID) + ":" + hex.EncodeToString(u[:12]) + ":" + accountType
+}
+
+// fold lower-cases s and trims white space around it, without allocating
+// when there is nothing to change (ids are usually lower-case ASCII already).
+func fold(s string) string {
+	s = strings.TrimSpace(s)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 || ('A' <= c && c <= 'Z') {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }

@@ -14,6 +14,10 @@ import (
 
 const namespace = "composio_guard"
 
+// LeaseEvicted is the result of Leases counted when the memory store, full,
+// evicts a live pending-link lease (the one closest to expiry).
+const LeaseEvicted = "evicted"
+
 // Buckets for latencies of a SaaS reached over the internet (5 ms to 30 s).
 var wideBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 
@@ -35,15 +39,15 @@ type Metrics struct {
 	Overhead      *prometheus.HistogramVec // route
 	InFlight      prometheus.Gauge
 	Decisions     *prometheus.CounterVec   // route, decision, mode
-	Lookup        *prometheus.HistogramVec // result: ok, error, timeout, refused (401/403/429), breaker_open, canceled
+	Lookup        *prometheus.HistogramVec // result: ok, error, timeout, refused (401/403/429), rejected (caller-caused), breaker_open, canceled
 	UpstreamErrs  *prometheus.CounterVec   // op (forward, lookup), reason
 	RateLimitLeft prometheus.Gauge
 	LockWait      *prometheus.HistogramVec // backend
 	LockErrors    *prometheus.CounterVec   // backend, reason
-	Leases        *prometheus.CounterVec   // result: hit, miss, stale, stored
+	Leases        *prometheus.CounterVec   // result: hit, miss, stale, stored, evicted
 	BackendUp     *prometheus.GaugeVec     // backend: 1 when the shared-state backend answers
 	Sandbox       *prometheus.CounterVec   // route, size, decision
-	BreakerState  *prometheus.GaugeVec     // breaker: 0 closed, 1 half-open, 2 open
+	BreakerState  *prometheus.GaugeVec     // breaker: the worst of its tenants' states, 0 closed, 1 half-open, 2 open
 	Draining      prometheus.Gauge
 }
 
@@ -77,7 +81,7 @@ func New(b Build) *Metrics {
 	}, []string{"route", "decision", "mode"})
 	m.Lookup = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "lookup_duration_seconds",
-		Help:    "Time of the guard's connected-account lookup, all pages, by result (ok, error, timeout, refused, breaker_open, canceled).",
+		Help:    "Time of the guard's connected-account lookup, all pages, by result (ok, error, timeout, refused, rejected, breaker_open, canceled).",
 		Buckets: wideBuckets,
 	}, []string{"result"})
 	m.UpstreamErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -99,8 +103,11 @@ func New(b Build) *Metrics {
 	}, []string{"backend", "reason"})
 	m.Leases = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "pending_leases_total",
-		Help: "Pending-link lease look-ups and writes, by result (hit, miss, stale, stored).",
+		Help: "Pending-link lease look-ups and writes, by result (hit, miss, stale, stored, evicted).",
 	}, []string{"result"})
+	// The guard creates its own results' series; this one moves in the
+	// memory store (cmd/proxy wires it), and is at zero from the start.
+	m.Leases.WithLabelValues(LeaseEvicted)
 	m.BackendUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "lock_backend_up",
 		Help: "1 when the shared-state backend answered its last call, else 0.",
@@ -111,7 +118,7 @@ func New(b Build) *Metrics {
 	}, []string{"route", "size", "decision"})
 	m.BreakerState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "circuit_breaker_state",
-		Help: "State of a circuit breaker: 0 closed, 1 half-open, 2 open.",
+		Help: "State of a circuit breaker, the worst among its tenants: 0 closed, 1 half-open, 2 open.",
 	}, []string{"breaker"})
 	m.Draining = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "draining",

@@ -234,3 +234,104 @@ func TestBreakerProbeCallerGone(t *testing.T) {
 		t.Errorf("state %v after the good probe", got)
 	}
 }
+
+// tenantHandler fails the calls of one credential with 500 and answers the
+// others with a good page.
+func tenantHandler(failing string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Api-Key") == failing {
+			statusHandler(http.StatusInternalServerError)(w, r)
+			return
+		}
+		serve(page("", item("ca", "ACTIVE", "u", "ac")))(w, r)
+	}
+}
+
+// Each tenant has its own breaker: tenant A's 5xx storm opens A's, and
+// tenant B's lookups still run and succeed. The gauge shows the worst state
+// among tenants.
+func TestBreakerIsolatesTenants(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	failing := "key_a"
+	var mu sync.Mutex
+	e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		f := failing
+		mu.Unlock()
+		tenantHandler(f)(w, r)
+	}, upstream.ListOptions{Breaker: upstream.BreakerOptions{FailureThreshold: 3, CoolDown: 10 * time.Second, Now: clock.Now}})
+	qa := query("/api/v3", "u", "ac", "", http.Header{"X-Api-Key": {"key_a"}})
+	qa.Tenant = "tenant-a"
+	qb := func() upstream.ListQuery {
+		q := query("/api/v3", "u", "ac", "", http.Header{"X-Api-Key": {"key_b"}})
+		q.Tenant = "tenant-b"
+		return q
+	}
+	for i := range 3 {
+		if _, err := e.c.List(context.Background(), qa); err == nil || errors.Is(err, upstream.ErrBreakerOpen) {
+			t.Fatalf("A failure %d: %v", i+1, err)
+		}
+	}
+	if _, err := e.c.List(context.Background(), qa); !errors.Is(err, upstream.ErrBreakerOpen) {
+		t.Fatalf("A after 3 failures: %v, want ErrBreakerOpen", err)
+	}
+	if breakerState(e.m) != 2 {
+		t.Errorf("gauge %v while A is open, want 2 (the worst tenant)", breakerState(e.m))
+	}
+	for i := range 5 {
+		res, err := e.c.List(context.Background(), qb())
+		if err != nil || len(res.Items) != 1 {
+			t.Fatalf("B lookup %d while A is open: %+v, %v", i+1, res, err)
+		}
+	}
+	// The shared breaker (no tenant) is not A's either.
+	if _, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil)); err != nil {
+		t.Fatalf("no tenant while A is open: %v", err)
+	}
+	if n := len(e.rec.all()); n != 3+5+1 {
+		t.Errorf("%d calls reached Composio, want 9", n)
+	}
+	if breakerState(e.m) != 2 {
+		t.Errorf("gauge %v after B's successes, want still 2", breakerState(e.m))
+	}
+	// A recovers: its probe closes its breaker, and the gauge goes back to 0.
+	mu.Lock()
+	failing = ""
+	mu.Unlock()
+	clock.Advance(10 * time.Second)
+	if _, err := e.c.List(context.Background(), qa); err != nil {
+		t.Fatalf("A's probe: %v", err)
+	}
+	if breakerState(e.m) != 0 {
+		t.Errorf("gauge %v after A closed, want 0", breakerState(e.m))
+	}
+}
+
+// B failing too opens B's breaker on its own count: A's failures do not add
+// to it.
+func TestBreakerTenantCountsAreSeparate(t *testing.T) {
+	f := &flaky{}
+	f.code.Store(500)
+	e := newListEnv(t, f.handler, upstream.ListOptions{Breaker: upstream.BreakerOptions{FailureThreshold: 2, CoolDown: time.Hour}})
+	q := func(tenant string) upstream.ListQuery {
+		q := query("/api/v3", "u", "ac", "", nil)
+		q.Tenant = tenant
+		return q
+	}
+	// A, B, A: without isolation the third call would already open it.
+	for _, tenant := range []string{"a", "b"} {
+		if _, err := e.c.List(context.Background(), q(tenant)); errors.Is(err, upstream.ErrBreakerOpen) {
+			t.Fatalf("%s: breaker open after one failure", tenant)
+		}
+	}
+	if breakerState(e.m) != 0 {
+		t.Errorf("gauge %v after one failure each, want 0", breakerState(e.m))
+	}
+	_, _ = e.c.List(context.Background(), q("a"))
+	if _, err := e.c.List(context.Background(), q("a")); !errors.Is(err, upstream.ErrBreakerOpen) {
+		t.Errorf("a after two failures: %v", err)
+	}
+	if _, err := e.c.List(context.Background(), q("b")); errors.Is(err, upstream.ErrBreakerOpen) {
+		t.Errorf("b opened by a's failures")
+	}
+}

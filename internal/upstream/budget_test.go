@@ -3,11 +3,13 @@ package upstream
 import (
 	"bytes"
 	"testing"
+	"time"
 )
 
 // Allocation budget of reading one list page, as the guard's lookup does:
 // the id it keeps (status, user id and auth config id are the query's own
-// strings) and the limit on the body; the read buffer is pooled. Measured
+// strings) and the limit on the body; the read buffer is pooled, and
+// created_at is read from the answer's bytes without allocating. Measured
 // with go1.26 on linux/amd64; `make test` asserts it without -race.
 const listPageBudget = 2
 
@@ -17,7 +19,8 @@ var benchPage = []byte(`{"items":[{"id":"ca_1","status":"ACTIVE","user_id":"user
 func TestListPageAllocBudget(t *testing.T) {
 	known := []string{StatusActive, StatusInitiated, "user_1", "ac_1"}
 	res := ListResult{Items: make([]Account, 0, 4)}
-	if _, err := decodePage(bytes.NewReader(benchPage), &res, known...); err != nil || len(res.Items) != 1 || res.Items[0].ID != "ca_1" {
+	if _, err := decodePage(bytes.NewReader(benchPage), &res, known...); err != nil || len(res.Items) != 1 || res.Items[0].ID != "ca_1" ||
+		!res.Items[0].CreatedAt.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("decoded %+v, %v", res.Items, err)
 	}
 	if raceDetector {

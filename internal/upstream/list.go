@@ -30,9 +30,9 @@ type ListOptions struct {
 	// 0 sends no `limit` (byte for byte the SDK's query).
 	PageLimit int
 	// MaxPages bounds the pages read by following next_cursor; an answer
-	// that still has a next page after MaxPages is an error (the guard fails
-	// per its failure mode) rather than a silent miss. 0 means
-	// DefaultLookupMaxPages.
+	// that still has a next page after MaxPages is ErrTooManyPages rather
+	// than a silent miss (unless ListQuery.StopAtActive ended the lookup
+	// before). 0 means DefaultLookupMaxPages.
 	MaxPages int
 	Breaker  BreakerOptions
 	// UserAgent of the list call; "" means DefaultUserAgent.
@@ -53,20 +53,50 @@ const (
 // Results of a lookup, the result label of composio_guard_lookup_duration_seconds.
 const (
 	LookupOK          = "ok"
-	LookupError       = "error"        // no usable answer (5xx, bad JSON, too many pages, network)
+	LookupError       = "error"        // no usable answer from Composio (5xx, a 2xx that is no list, network)
 	LookupTimeout     = "timeout"      // the lookup's deadline passed
 	LookupRefused     = "refused"      // 401, 403 or 429: handed back to the caller
-	LookupBreakerOpen = "breaker_open" // not tried: the circuit breaker is open
+	LookupRejected    = "rejected"     // caller-caused (see CallerCaused): Composio is up, the query cannot be answered
+	LookupBreakerOpen = "breaker_open" // not tried: the tenant's circuit breaker is open
 	LookupCanceled    = "canceled"     // the caller went away
 )
 
+// lookupResults is the closed set, each pre-created so that rate() over
+// any of them works before the first one happens.
+var lookupResults = [...]string{LookupOK, LookupError, LookupTimeout, LookupRefused, LookupRejected, LookupBreakerOpen, LookupCanceled}
+
 // Errors of a lookup that got an answer the guard cannot use.
+//
+// Composio's own failures (ErrBadAnswer, ErrUnexpectedStatus alone, network
+// errors, timeouts) count toward the tenant's circuit breaker. The three
+// for which CallerCaused holds follow from the caller's input (its ids, its
+// project's accounts): Composio answered, so they are proof that it is up,
+// and they must not let a caller switch the guard off (fail open, or open a
+// breaker) through its own input.
 var (
 	ErrBadAnswer        = errors.New("upstream: list answer is not the expected JSON")
 	ErrUnexpectedStatus = errors.New("upstream: list answered an unexpected status")
-	ErrTooManyPages     = errors.New("upstream: list has more pages than the lookup reads")
 	ErrInvalidQuery     = errors.New("upstream: invalid list query")
+	// ErrTooManyPages: the user has more accounts than MaxPages pages hold.
+	// Caller-caused.
+	ErrTooManyPages = errors.New("upstream: list has more pages than the lookup reads")
+	// ErrQueryRefused: Composio answered a 4xx other than 401, 403, 408 and
+	// 429 (400, 404, 414 or 431 for an oversized id, 422, …). It also
+	// matches ErrUnexpectedStatus. Caller-caused.
+	ErrQueryRefused = errors.New("upstream: list query refused by Composio")
+	// ErrUnknownItem: a listed item lacks id or status, so it cannot be
+	// classified (it might be ACTIVE). Caller-caused: Composio did answer.
+	ErrUnknownItem = errors.New("upstream: a listed account lacks id or status")
 )
+
+// CallerCaused reports whether err (wrapped or not) is ErrQueryRefused,
+// ErrTooManyPages or ErrUnknownItem: an answer that follows from the
+// caller's input, not a failure of Composio. The guard must not treat it as
+// "Composio is down" (no fail-open); the list client already keeps it out of
+// the breaker.
+func CallerCaused(err error) bool {
+	return err != nil && (errors.Is(err, ErrQueryRefused) || errors.Is(err, ErrTooManyPages) || errors.Is(err, ErrUnknownItem))
+}
 
 // ListClient runs the guard's lookup: the list call the SDK makes, with the
 // caller's own credentials, over every page. Safe for concurrent use.
@@ -77,7 +107,7 @@ type ListClient struct {
 	limit   string // "" sends none
 	pages   int
 	ua      []string
-	br      *breaker
+	br      *breakers
 	obs     map[string]prometheus.Observer // by result; nil without metrics
 }
 
@@ -98,26 +128,29 @@ func NewListClient(base *url.URL, rt http.RoundTripper, o ListOptions, m *metric
 	if o.UserAgent != "" {
 		c.ua = []string{o.UserAgent}
 	}
-	var gauge prometheus.Gauge
+	var gauge stateGauge
 	if m != nil {
 		c.rt = Instrument(rt, OpLookup, m)
 		gauge = m.BreakerState.WithLabelValues("lookup")
-		c.obs = make(map[string]prometheus.Observer, 6)
-		for _, r := range []string{LookupOK, LookupError, LookupTimeout, LookupRefused, LookupBreakerOpen, LookupCanceled} {
+		c.obs = make(map[string]prometheus.Observer, len(lookupResults))
+		for _, r := range lookupResults {
 			c.obs[r] = m.Lookup.WithLabelValues(r)
 		}
 	}
-	c.br = newBreaker(o.Breaker, gauge)
+	c.br = newBreakers(o.Breaker, gauge)
 	return c
 }
 
-// List returns every account the list call finds for q, over all pages.
-// A *StatusError (401, 403, 429) is an answer for the caller; ErrBreakerOpen
-// comes back at once while Composio has been failing; any other error means
-// the lookup could not run. The whole lookup runs under ListOptions.Timeout.
+// List returns every account the list call finds for q, over all pages
+// (or up to the first matching ACTIVE one, with q.StopAtActive).
+// A *StatusError (401, 403, 429) is an answer for the caller; an error for
+// which CallerCaused holds is an answer too, one the guard cannot use;
+// ErrBreakerOpen comes back at once while Composio has been failing for
+// q.Tenant; any other error means Composio could not be asked. The whole
+// lookup runs under ListOptions.Timeout.
 func (c *ListClient) List(ctx context.Context, q ListQuery) (ListResult, error) {
 	start := time.Now()
-	ok, probe := c.br.allow()
+	tk, ok := c.br.allow(q.Tenant)
 	if !ok {
 		c.observe(LookupBreakerOpen, start)
 		return ListResult{}, ErrBreakerOpen
@@ -131,7 +164,7 @@ func (c *ListClient) List(ctx context.Context, q ListQuery) (ListResult, error) 
 	res, err := c.list(lctx, q)
 	cancel()
 	result, oc := classify(ctx, err)
-	c.br.record(oc, probe)
+	c.br.record(q.Tenant, tk, oc)
 	c.observe(result, start)
 	return res, err
 }
@@ -158,8 +191,10 @@ func classify(parent context.Context, err error) (string, outcome) {
 		return LookupError, outcomeNeutral
 	case errors.Is(err, context.Canceled) && errors.Is(parent.Err(), context.Canceled):
 		return LookupCanceled, outcomeNeutral
+	case CallerCaused(err):
+		return LookupRejected, outcomeSuccess // Composio answered; the query is the caller's
 	case errors.Is(err, errAnswered):
-		return LookupError, outcomeSuccess // 4xx: Composio is up, the query is not welcome
+		return LookupError, outcomeSuccess // 3xx: Composio is up, but no list came
 	}
 	if st, _ := StatusFor(err); st == http.StatusGatewayTimeout {
 		return LookupTimeout, outcomeFailure
@@ -167,8 +202,8 @@ func classify(parent context.Context, err error) (string, outcome) {
 	return LookupError, outcomeFailure
 }
 
-// errAnswered marks a non-2xx, non-5xx answer: an error for the lookup, but
-// proof that Composio is up, so no breaker failure.
+// errAnswered marks a 3xx answer: an error for the lookup, but proof that
+// Composio is up, so no breaker failure.
 var errAnswered = errors.New("answered")
 
 func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) {
@@ -178,8 +213,8 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 	}
 	u := *c.base
 	u.Path += q.APIPrefix + "/connected_accounts"
-	// The SDK's own encoding (what url.Values.Encode makes): keys sorted,
-	// arrays one comma-joined value with the comma percent-encoded.
+	// The SDK's own encoding: keys sorted, arrays one comma-joined value with
+	// the comma percent-encoded, a space as %20 (see queryEscape).
 	// Written out by hand: this runs on every guarded request.
 	var statuses string
 	if len(q.Statuses) > 0 {
@@ -194,7 +229,7 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 			}
 			b.WriteString(k)
 			b.WriteByte('=')
-			b.WriteString(url.QueryEscape(v))
+			queryEscape(&b, v)
 		}
 		if q.AccountType != "" {
 			param("account_type", q.AccountType)
@@ -225,6 +260,7 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 	cursor := ""
 	for page := 1; ; page++ {
 		u.RawQuery = query(cursor)
+		seen := len(res.Items)
 		next, err := c.page(ctx, u.String(), hdr, &res, known[:])
 		if err != nil {
 			return ListResult{}, fmt.Errorf("lookup page %d: %w", page, err)
@@ -232,10 +268,44 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 		if next == "" {
 			return res, nil
 		}
+		// One matching ACTIVE account settles a duplicate check: the pages
+		// behind it would cost calls (and, past MaxPages, the answer).
+		if q.StopAtActive && activeMatch(res.Items[seen:], &q) {
+			res.Partial = true
+			return res, nil
+		}
 		if page >= c.pages {
 			return ListResult{}, fmt.Errorf("%w (%d pages read)", ErrTooManyPages, page)
 		}
 		cursor = next
+	}
+}
+
+// activeMatch reports whether items hold an ACTIVE account that Matches q.
+func activeMatch(items []Account, q *ListQuery) bool {
+	for i := range items {
+		if items[i].Status == StatusActive && items[i].Matches(*q) {
+			return true
+		}
+	}
+	return false
+}
+
+// queryEscape writes v as a query component: what url.QueryEscape makes,
+// except a space, which is %20 (as the SDKs send it) and not '+'. Nothing
+// but letters, digits and "-_.~" is left as is, so a literal '+' is %2B and
+// can never be read as a space.
+func queryEscape(b *strings.Builder, v string) {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '~':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
 	}
 }
 
@@ -260,14 +330,21 @@ func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, r
 			return "", fmt.Errorf("reading the %d answer: %w", code, withCtx(ctx, err))
 		}
 		return "", &StatusError{StatusCode: code, Header: resp.Header.Clone(), Body: body}
-	case code >= 500 || code < 200:
+	case code >= 500 || code < 200 || code == http.StatusRequestTimeout:
+		// 408: Composio (or its front) gave up waiting for a request it
+		// had all of; nothing in the query causes that.
 		return "", fmt.Errorf("%w: %d", ErrUnexpectedStatus, code)
+	case code >= 400:
+		// The query is the caller's (its ids, its API version): a 4xx
+		// here must not read as Composio failing.
+		return "", fmt.Errorf("%w: %w: %d", ErrQueryRefused, ErrUnexpectedStatus, code)
 	case code >= 300:
 		return "", fmt.Errorf("%w: %d: %w", ErrUnexpectedStatus, code, errAnswered)
 	}
 	next, err := decodePage(resp.Body, res, known...)
 	if err != nil {
-		if ce := ctx.Err(); ce != nil {
+		// An unknown item was read whole: the context has no part in it.
+		if ce := ctx.Err(); ce != nil && !errors.Is(err, ErrUnknownItem) {
 			return "", fmt.Errorf("reading the answer: %w: %w", ce, err)
 		}
 		return "", err
@@ -277,8 +354,8 @@ func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, r
 
 // decodePage reads one list answer, appends its items to res and returns
 // the next cursor ("" on the last page). A string equal to one of known is
-// that very string. Anything but the expected JSON is
-// ErrBadAnswer.
+// that very string. Anything but the expected JSON is ErrBadAnswer; an item
+// without id or status is ErrUnknownItem.
 func decodePage(body io.Reader, res *ListResult, known ...string) (string, error) {
 	buf := pageBuffers.Get().(*bytes.Buffer)
 	defer putPageBuffer(buf)
@@ -298,10 +375,12 @@ func decodePage(body io.Reader, res *ListResult, known ...string) (string, error
 	if !hasItems {
 		return "", fmt.Errorf("%w: no items", ErrBadAnswer)
 	}
-	for i, it := range items {
-		// An item the guard cannot attribute would be a silent miss.
-		if it.ID == "" || it.Status == "" || it.UserID == "" || it.AuthConfigID == "" {
-			return "", fmt.Errorf("%w: item %d lacks id, status, user_id or auth_config.id", ErrBadAnswer, i)
+	for i := range items {
+		// An item the guard cannot classify might be the ACTIVE one:
+		// skipping it would be a silent miss. user_id (deprecated) and
+		// auth_config.id may be absent: see Account.Matches.
+		if items[i].ID == "" || items[i].Status == "" {
+			return "", fmt.Errorf("%w: item %d", ErrUnknownItem, i)
 		}
 	}
 	res.Items = append(res.Items, items...)

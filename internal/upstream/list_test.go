@@ -91,7 +91,7 @@ func TestListQueryBytes(t *testing.T) {
 		{"v3.1 shared", query("/api/v3.1", "u1", "ac_1", "SHARED", nil), 100,
 			"/api/v3.1/connected_accounts", "account_type=SHARED&auth_config_ids=ac_1&limit=100&statuses=ACTIVE%2CINITIATED&user_ids=u1"},
 		{"ids needing escapes", query("/api/v3", "élève x&y=1", "ac/1", "", nil), 0,
-			"/api/v3/connected_accounts", "auth_config_ids=ac%2F1&statuses=ACTIVE%2CINITIATED&user_ids=%C3%A9l%C3%A8ve+x%26y%3D1"},
+			"/api/v3/connected_accounts", "auth_config_ids=ac%2F1&statuses=ACTIVE%2CINITIATED&user_ids=%C3%A9l%C3%A8ve%20x%26y%3D1"},
 		{"active only", upstream.ListQuery{APIPrefix: "/api/v3", UserID: "u", AuthConfigID: "a", Statuses: []string{"ACTIVE"}}, 0,
 			"/api/v3/connected_accounts", "auth_config_ids=a&statuses=ACTIVE&user_ids=u"},
 	}
@@ -166,7 +166,11 @@ func TestListDecodesItems(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []upstream.Account{{ID: "ca_1", Status: "ACTIVE", UserID: "u", AuthConfigID: "ac"}, {ID: "ca_2", Status: "INITIATED", UserID: "u", AuthConfigID: "ac"}}
+	created := time.Date(2026, 4, 28, 10, 0, 0, 0, time.UTC)
+	want := []upstream.Account{
+		{ID: "ca_1", Status: "ACTIVE", UserID: "u", AuthConfigID: "ac", CreatedAt: created},
+		{ID: "ca_2", Status: "INITIATED", UserID: "u", AuthConfigID: "ac", CreatedAt: created},
+	}
 	if !slices.Equal(res.Items, want) {
 		t.Errorf("items %+v, want %+v", res.Items, want)
 	}
@@ -221,12 +225,15 @@ func TestListMaxPagesExceeded(t *testing.T) {
 	if got := len(e.rec.all()); got != 2 {
 		t.Errorf("%d pages asked, want 2", got)
 	}
-	if lookups(e.m, upstream.LookupError) != 1 {
-		t.Error("lookup not counted as error")
+	// The user's own many accounts: caller-caused, not Composio failing.
+	if lookups(e.m, upstream.LookupRejected) != 1 || lookups(e.m, upstream.LookupError) != 0 {
+		t.Error("lookup not counted as rejected")
 	}
 }
 
 // Answers the guard cannot use are errors, never a silent "no account".
+// These are Composio's failures; the caller-caused ones (a 4xx, an item
+// without id or status, too many pages) are in callercaused_test.go.
 func TestListBadAnswers(t *testing.T) {
 	truncated := func(w http.ResponseWriter, r *http.Request) {
 		conn, brw, err := http.NewResponseController(w).Hijack()
@@ -256,15 +263,14 @@ func TestListBadAnswers(t *testing.T) {
 		{"items null", serve(`{"items":null}`), upstream.ErrBadAnswer},
 		{"items not a list", serve(`{"items":{"id":"ca"}}`), upstream.ErrBadAnswer},
 		{"item not an object", serve(`{"items":[1]}`), upstream.ErrBadAnswer},
-		{"item without auth_config", serve(`{"items":[{"id":"ca","status":"ACTIVE","user_id":"u"}]}`), upstream.ErrBadAnswer},
-		{"item without status", serve(`{"items":[{"id":"ca","user_id":"u","auth_config":{"id":"ac"}}]}`), upstream.ErrBadAnswer},
+		{"item id not a string", serve(`{"items":[{"id":7,"status":"ACTIVE"}]}`), upstream.ErrBadAnswer},
+		{"item auth_config not an object", serve(`{"items":[{"id":"ca","status":"ACTIVE","auth_config":"ac"}]}`), upstream.ErrBadAnswer},
 		{"cursor not a string", serve(`{"items":[],"next_cursor":5}`), upstream.ErrBadAnswer},
 		{"trailing data", serve(page("") + `{"items":[]}`), upstream.ErrBadAnswer},
 		{"500", status(500), upstream.ErrUnexpectedStatus},
 		{"502", status(502), upstream.ErrUnexpectedStatus},
 		{"503", status(503), upstream.ErrUnexpectedStatus},
-		{"400", status(400), upstream.ErrUnexpectedStatus},
-		{"404", status(404), upstream.ErrUnexpectedStatus},
+		{"408", status(408), upstream.ErrUnexpectedStatus},
 		{"redirect", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://127.0.0.1:1/", http.StatusFound)
 		}, upstream.ErrUnexpectedStatus},
@@ -282,6 +288,9 @@ func TestListBadAnswers(t *testing.T) {
 			}
 			if tc.want != nil && !errors.Is(err, tc.want) {
 				t.Errorf("err %v, want %v", err, tc.want)
+			}
+			if upstream.CallerCaused(err) {
+				t.Errorf("Composio's failure %v reads as caller-caused", err)
 			}
 			if len(res.Items) != 0 {
 				t.Errorf("partial items returned: %+v", res.Items)

@@ -3,6 +3,7 @@ package upstream
 import (
 	"encoding/json"
 	"errors"
+	"time"
 	"unicode/utf8"
 )
 
@@ -31,8 +32,9 @@ type listParser struct {
 }
 
 // parseListPage parses a whole list answer, appending its items to items
-// (a member that is null or absent stays ""; completeness is the caller's
-// check). hasItems is false when "items" is absent or null.
+// (a member that is null or absent stays "", a null item is an empty one;
+// completeness is the caller's check). hasItems is false when "items" is
+// absent or null.
 func parseListPage(b []byte, items []Account, known []string) (_ []Account, hasItems bool, next string, err error) {
 	p := listParser{b: b, known: known}
 	err = p.object(func(key []byte, esc bool) error {
@@ -86,6 +88,8 @@ func (p *listParser) item(it *Account) error {
 			dst = &it.Status
 		case keyIs(key, esc, "user_id"):
 			dst = &it.UserID
+		case keyIs(key, esc, "created_at"):
+			return p.timeValue(&it.CreatedAt)
 		case keyIs(key, esc, "auth_config"):
 			it.AuthConfigID = ""
 			if isNull, err := p.null(); err != nil || isNull {
@@ -102,6 +106,31 @@ func (p *listParser) item(it *Account) error {
 		}
 		return p.optStr(dst)
 	})
+}
+
+// timeValue reads a value into dst as encoding/json reads a time.Time
+// member (Time.UnmarshalJSON): a string Go reads as RFC 3339 (it lets a few
+// near misses through, such as a one-digit hour), its bytes as they stand
+// (escapes are not decoded). Anything else, null included, is the zero time
+// and no error: created_at only informs. The time is read from the bytes
+// the parser already holds, in UTC, without allocating ("…Z" as Composio
+// writes it, or a whole-hour offset); an odd offset costs one allocation for
+// its zone, and an unreadable string a few for the error it is.
+func (p *listParser) timeValue(dst *time.Time) error {
+	*dst = time.Time{}
+	p.ws()
+	if p.pos >= len(p.b) || p.b[p.pos] != '"' {
+		return p.skip()
+	}
+	raw, _, err := p.rawStr()
+	if err != nil {
+		return err
+	}
+	var t time.Time
+	if t.UnmarshalText(raw) == nil {
+		*dst = t.UTC()
+	}
+	return nil
 }
 
 // optStr reads a string or null ("") into dst; any other value is an error.

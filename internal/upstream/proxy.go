@@ -20,6 +20,9 @@ type ProxyOptions struct {
 	// TrustForwarded passes the inbound X-Forwarded-For, -Host and -Proto
 	// on; otherwise none is sent (a client could make them up).
 	TrustForwarded bool
+	// KeepOptIn forwards the proxy's own opt-in header instead of removing
+	// it: GUARD_MODE=off is a pure pass-through that changes nothing.
+	KeepOptIn bool
 	// Metrics, when set, instruments rt as op "forward" (see Instrument):
 	// pass the bare transport then, not one already instrumented.
 	Metrics *metrics.Metrics
@@ -59,8 +62,11 @@ func NewProxy(target *url.URL, rt http.RoundTripper, o ProxyOptions) *Proxy {
 					}
 				}
 			}
-			// The proxy's own opt-in header is never Composio's business.
-			pr.Out.Header.Del(apierror.HeaderAllowMultiple)
+			// The proxy's own opt-in header is never Composio's business,
+			// unless the guard is off and the proxy changes nothing.
+			if !o.KeepOptIn {
+				pr.Out.Header.Del(apierror.HeaderAllowMultiple)
+			}
 			if id := reqscope.From(pr.In.Context()).RequestID; id != "" {
 				pr.Out.Header[apierror.HeaderRequestID] = []string{id}
 			}

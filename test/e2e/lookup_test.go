@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/composio-guard/composio-guard/internal/composiotest"
 )
@@ -27,7 +28,8 @@ func testListQuery(t *testing.T, w *world) {
 		{name: "v3.1 private by default", prefix: "/api/v3.1", credential: "api"},
 		{name: "v3.1 explicit private", prefix: "/api/v3.1", experiment: `{"account_type":"PRIVATE"}`, credential: "api"},
 		{name: "v3.1 shared", prefix: "/api/v3.1", experiment: `{"account_type":"SHARED"}`, accountType: "SHARED", credential: "api"},
-		{name: "v3 shared is not sent", prefix: "/api/v3", experiment: `{"account_type":"SHARED"}`, credential: "api"},
+		// The account type checked is the one forwarded, on every version.
+		{name: "v3 shared is checked as shared", prefix: "/api/v3", experiment: `{"account_type":"SHARED"}`, accountType: "SHARED", credential: "api"},
 		{name: "user api key with org and project", prefix: "/api/v3.1", credential: "user"},
 		{name: "org api key", prefix: "/api/v3", credential: "org"},
 		{name: "user id needing escapes", prefix: "/api/v3", credential: "api", user: "alice+work@example.com/é &x=1"},
@@ -79,8 +81,9 @@ func testListQuery(t *testing.T, w *world) {
 			if c.accountType != "" {
 				want["account_type"] = []string{c.accountType}
 			}
-			if q.RawQuery != want.Encode() {
-				t.Errorf("list RawQuery = %q\n                 want %q", q.RawQuery, want.Encode())
+			// As the SDKs encode it: a space is %20, never '+'.
+			if wantRaw := strings.ReplaceAll(want.Encode(), "+", "%20"); q.RawQuery != wantRaw {
+				t.Errorf("list RawQuery = %q\n                 want %q", q.RawQuery, wantRaw)
 			}
 			if !strings.Contains(q.RawQuery, "statuses=ACTIVE%2CINITIATED") {
 				t.Errorf("statuses not one comma-joined, percent-encoded parameter: %q", q.RawQuery)
@@ -100,10 +103,15 @@ func testListQuery(t *testing.T, w *world) {
 					t.Errorf("list query carries %s the caller did not send", h)
 				}
 			}
-			for _, h := range []string{"X-Foo", "Cookie", "X-Source", "Accept-Language", "Authorization"} {
+			for _, h := range []string{"X-Foo", "X-Source", "Accept-Language", "Authorization"} {
 				if v := q.Header.Get(h); v != "" {
 					t.Errorf("list query carries the caller's %s: %q", h, v)
 				}
+			}
+			// Who the caller is reaches the lookup exactly as it reaches the
+			// forward: a cookie could identify a caller to Composio too.
+			if v := q.Header.Get("Cookie"); v != "session=c00kie" {
+				t.Errorf("list query Cookie = %q, want the caller's", v)
 			}
 			if ua := q.Header.Get("User-Agent"); ua == "e2e-client/1.0" {
 				t.Errorf("list query carries the caller's User-Agent")
@@ -153,10 +161,17 @@ func testListPages(t *testing.T, w *world) {
 		t.Errorf("POSTs forwarded = %d, want 0", n)
 	}
 
-	// INITIATED accounts without a lease do not block on their own.
+	// An INITIATED account made outside the proxy blocks while it lives
+	// (GUARD_PENDING_MAX_TTL after its created_at), and not after.
 	cred2, user2 := uniq("key"), uniq("user")
 	w.fake.seed(t, composiotest.Account{Credential: cred2, UserID: user2, AuthConfigID: ac, Status: composiotest.StatusInitiated})
-	if a := link(t, w.enforce, "/api/v3", cred2, user2, ac); a.status != http.StatusCreated {
-		t.Errorf("link with an untracked INITIATED account: got %s, want 201", a)
+	if a := link(t, w.enforce, "/api/v3", cred2, user2, ac); a.status != http.StatusConflict {
+		t.Errorf("link with a live untracked INITIATED account: got %s, want 409", a)
+	}
+	cred3, user3 := uniq("key"), uniq("user")
+	w.fake.seed(t, composiotest.Account{Credential: cred3, UserID: user3, AuthConfigID: ac, Status: composiotest.StatusInitiated,
+		CreatedAt: time.Now().Add(-time.Hour)})
+	if a := link(t, w.enforce, "/api/v3", cred3, user3, ac); a.status != http.StatusCreated {
+		t.Errorf("link with an expired untracked INITIATED account: got %s, want 201", a)
 	}
 }

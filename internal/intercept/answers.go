@@ -1,0 +1,91 @@
+package intercept
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/composio-guard/composio-guard/internal/apierror"
+	"github.com/composio-guard/composio-guard/internal/upstream"
+)
+
+// answer is one refusal the guard writes itself, from the catalogue below:
+// Composio's envelope, the status, and what tells clients not to retry.
+type answer struct {
+	err apierror.Error
+	opt apierror.Options
+}
+
+func (a answer) write(w http.ResponseWriter, requestID string) {
+	a.err.RequestID = requestID
+	apierror.Write(w, &a.err, a.opt)
+}
+
+const optInFix = "send the header " + apierror.HeaderAllowMultiple + ": true to create another one"
+
+// answerDuplicate: the user already has an ACTIVE account on the auth config.
+func answerDuplicate(c *call, active []string) answer {
+	return answer{apierror.Error{
+		Message: fmt.Sprintf("User %q already has an ACTIVE connected account on auth config %q.", c.in.UserID, c.in.AuthConfigID),
+		Code:    apierror.CodeMultipleAccounts, Slug: apierror.SlugMultipleAccounts, Status: http.StatusConflict,
+		SuggestedFix:       "Use the existing connected account, or, to create another one on purpose, " + optInFix + ".",
+		ExistingAccountIDs: active, UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
+	}, apierror.Options{NoRetry: true}}
+}
+
+// answerPending: a link for the user on the auth config is still pending.
+func answerPending(c *call, accountID string) answer {
+	return answer{apierror.Error{
+		Message: fmt.Sprintf("A connection link for user %q on auth config %q is still pending: connected account %s is INITIATED.",
+			c.in.UserID, c.in.AuthConfigID, accountID),
+		Code: apierror.CodeLinkPending, Slug: apierror.SlugLinkPending, Status: http.StatusConflict,
+		SuggestedFix:       "Let the user finish the pending link (or wait until it expires), or " + optInFix + ".",
+		ExistingAccountIDs: []string{accountID}, UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
+	}, apierror.Options{NoRetry: true}}
+}
+
+// answerOutcomeUnknown: an earlier create's answer was lost and an
+// INITIATED account exists that it may have made.
+func answerOutcomeUnknown(c *call, initiated []upstream.Account) answer {
+	ids := make([]string, 0, len(initiated))
+	for _, a := range initiated {
+		ids = append(ids, a.ID)
+	}
+	return answer{apierror.Error{
+		Message: fmt.Sprintf("An earlier link for user %q on auth config %q may have been created but its answer was lost, and an INITIATED connected account exists.",
+			c.in.UserID, c.in.AuthConfigID),
+		Code: apierror.CodeLinkPending, Slug: apierror.SlugLinkPending, Status: http.StatusConflict,
+		SuggestedFix:       "List the user's INITIATED connected accounts and use that link, wait until it expires, or " + optInFix + ".",
+		ExistingAccountIDs: ids, UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
+	}, apierror.Options{NoRetry: true}}
+}
+
+// answerUnverifiable: the check cannot be completed for what this request
+// asks; it is refused, never forwarded unchecked.
+func answerUnverifiable(c *call, reason string) answer {
+	msg := "Composio refused the duplicate-connection check for this user and auth config, so the request was not sent."
+	fix := "Check the user_id and auth_config_id: the proxy asks Composio for that user's accounts with them."
+	switch reason {
+	case ReasonTooManyAccounts:
+		msg = fmt.Sprintf("User %q has more connected accounts on auth config %q than the duplicate-connection check reads, so the request was not sent.",
+			c.in.UserID, c.in.AuthConfigID)
+		fix = "Remove the user's stale INITIATED or unused accounts, or " + optInFix + "."
+	case ReasonUnknownItem:
+		msg = "Composio listed a connected account the duplicate-connection check cannot read, so the request was not sent."
+		fix = "Retry later; if it persists, " + optInFix + "."
+	}
+	return answer{apierror.Error{
+		Message: msg, Code: apierror.CodeCheckNotPossible, Slug: apierror.SlugCheckNotPossible, Status: http.StatusUnprocessableEntity,
+		SuggestedFix: fix, UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
+	}, apierror.Options{NoRetry: true}}
+}
+
+// answerUnavailable: the check could not run (Composio or the lock store is
+// failing) and the failure mode is closed. x-should-retry is not forced: the
+// clients' own retry of a 503 is welcome.
+func answerUnavailable(retryAfter int) answer {
+	return answer{apierror.Error{
+		Message: "The duplicate-connection check could not run, so the request was not sent to Composio.",
+		Code:    apierror.CodeGuardUnavailable, Slug: apierror.SlugGuardUnavailable, Status: http.StatusServiceUnavailable,
+		SuggestedFix: "Retry after the Retry-After delay.",
+	}, apierror.Options{RetryAfterSeconds: retryAfter}}
+}

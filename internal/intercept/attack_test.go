@@ -389,3 +389,33 @@ func TestPendingRuleOnEveryRoute(t *testing.T) {
 		})
 	}
 }
+
+// A trailer cannot carry a second credential past the check: a guarded
+// body is forwarded with a fixed length, and no trailer follows it.
+func TestTrailersDoNotReachComposio(t *testing.T) {
+	e := newEnv(t, intercept.Config{})
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write(linkBody("u", "ac"))
+		_ = pw.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/api/v3.1/connected_accounts/link", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Api-Key", "k1")
+	req.Header.Set("Content-Type", "application/json")
+	req.Trailer = http.Header{"X-Api-Key": {"k2"}}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	got := e.up.requests()[0]
+	if len(got.Trailer) != 0 || got.Header.Get("Trailer") != "" || fmt.Sprint(got.Header["X-Api-Key"]) != "[k1]" {
+		t.Fatalf("upstream got trailer %v, header %v", got.Trailer, got.Header)
+	}
+}

@@ -770,6 +770,7 @@ func setBody(r *http.Request, b []byte) {
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	r.ContentLength = int64(len(b))
 	r.TransferEncoding = nil
+	r.Trailer = nil // sent with a fixed length: no trailer (a second credential, say) follows
 	if n := strconv.Itoa(len(b)); r.Header.Get("Content-Length") != n {
 		r.Header.Set("Content-Length", n)
 	}

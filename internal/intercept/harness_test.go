@@ -37,6 +37,7 @@ type seenReq struct {
 	RawQuery string
 	Header   http.Header
 	Body     []byte
+	Trailer  http.Header
 }
 
 // fakeComposio is a small in-test Composio: links and legacy creates make
@@ -77,7 +78,7 @@ func (f *fakeComposio) requests() []seenReq {
 func (f *fakeComposio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
-	f.seen = append(f.seen, seenReq{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Clone(), raw})
+	f.seen = append(f.seen, seenReq{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Clone(), raw, r.Trailer.Clone()})
 	f.mu.Unlock()
 	plain := raw
 	if r.Header.Get("Content-Encoding") == "gzip" {

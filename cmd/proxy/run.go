@@ -10,7 +10,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/composio-guard/composio-guard/internal/composiotest"
@@ -39,6 +42,9 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.checkConfig {
 		fmt.Fprintf(o.stdout, "configuration ok: %s\n", cfg)
+		for _, n := range cfg.Notes() {
+			fmt.Fprintf(o.stdout, "note: %s\n", n)
+		}
 		return nil
 	}
 	if o.demo {
@@ -54,6 +60,9 @@ func run(ctx context.Context, o options) error {
 	}
 	defer func() { _ = log.Sync() }()
 	log.Info("starting", zap.String("version", version), zap.String("revision", revision), zap.Stringer("config", cfg))
+	for _, n := range cfg.Notes() {
+		log.Info("setting adjusted", zap.String("note", n))
+	}
 	if unknown := config.UnknownKeys(os.Environ()); len(unknown) > 0 {
 		log.Warn("unknown GUARD_ settings ignored", zap.Strings("names", unknown))
 	}
@@ -91,6 +100,7 @@ func build(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (http.Handler
 	})
 	proxy := upstream.NewProxy(target, tr, upstream.ProxyOptions{
 		TrustForwarded:    cfg.TrustForwarded,
+		KeepOptIn:         cfg.Mode == config.ModeOff,
 		Metrics:           m,
 		RetryAfterSeconds: cfg.RetryAfterSeconds(),
 		Logger:            log,
@@ -114,6 +124,7 @@ func build(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (http.Handler
 		Mode:                string(cfg.Mode),
 		FailureMode:         string(cfg.FailureMode),
 		MaxBodyBytes:        cfg.MaxBodyBytes,
+		BodyBudgetBytes:     cfg.BodyBudgetBytes,
 		BodyReadTimeout:     cfg.BodyReadTimeout,
 		LookupTimeout:       cfg.LookupTimeout,
 		LockWait:            cfg.EffectiveLockWait(),
@@ -132,7 +143,8 @@ func build(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (http.Handler
 
 func openStore(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (lock.Store, func(), error) {
 	if cfg.LockBackend != config.LockRedis {
-		return lock.NewMemory(), func() {}, nil
+		w := &evictionWarner{log: log, count: m.Leases.WithLabelValues(metrics.LeaseEvicted)}
+		return lock.NewMemoryWith(lock.MemoryOptions{OnEvict: w.evicted}), func() {}, nil
 	}
 	store, err := lock.NewRedis(lock.RedisOptions{
 		URL:       cfg.RedisURL,
@@ -152,6 +164,38 @@ func openStore(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (lock.Sto
 		}
 	}
 	return store, closeStore, nil
+}
+
+// evictionWarner counts the live leases the full memory store evicts, and
+// logs them at WARN, at most once per evictionWarnEvery with how many went
+// since the last line: a store kept full would otherwise log every link. The
+// line names nothing of a link (its key names a user). See docs/security.md,
+// "Resource exhaustion".
+type evictionWarner struct {
+	log   *zap.Logger
+	count prometheus.Counter
+
+	mu      sync.Mutex
+	last    time.Time
+	pending int
+}
+
+const evictionWarnEvery = 10 * time.Second
+
+func (w *evictionWarner) evicted() {
+	w.count.Inc()
+	w.mu.Lock()
+	w.pending++
+	now := time.Now()
+	if now.Sub(w.last) < evictionWarnEvery {
+		w.mu.Unlock()
+		return
+	}
+	n := w.pending
+	w.last, w.pending = now, 0
+	w.mu.Unlock()
+	w.log.Warn("pending-link lease store full: live leases evicted, closest to expiry first (a repeat of such a link is refused as pending, no longer replayed)",
+		zap.Int("evicted", n))
 }
 
 // startDemoUpstream serves the fake Composio on loopback and points cfg at it.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -127,6 +128,7 @@ type Config struct {
 	Mode                Mode          `env:"MODE" envDefault:"enforce"`
 	FailureMode         FailureMode   `env:"FAILURE_MODE" envDefault:"closed"`
 	MaxBodyBytes        int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
+	BodyBudgetBytes     int64         `env:"BODY_BUDGET_BYTES" envDefault:"67108864"` // all guarded bodies held at once; >= MaxBodyBytes
 	BodyReadTimeout     time.Duration `env:"BODY_READ_TIMEOUT" envDefault:"15s"`
 	PendingAction       PendingAction `env:"PENDING_ACTION" envDefault:"replay"`
 	PendingMaxTTL       time.Duration `env:"PENDING_MAX_TTL" envDefault:"15m"`
@@ -159,6 +161,10 @@ type Config struct {
 	SandboxMaxSize      SandboxSize   `env:"SANDBOX_MAX_SIZE"`
 	SandboxAllowedSizes []SandboxSize `env:"SANDBOX_ALLOWED_SIZES" envSeparator:","`
 	SandboxDefaultSize  SandboxSize   `env:"SANDBOX_DEFAULT_SIZE"`
+
+	// What LoadFrom changed so that the settings given fit together (see
+	// fitBodyBudget); Notes reports it.
+	notes []string
 }
 
 // Load reads the process environment, then validates.
@@ -178,6 +184,7 @@ func LoadFrom(environ map[string]string) (Config, error) {
 		errs = append(errs, parseErrors(err)...)
 	}
 	c.normalize()
+	c.fitBodyBudget(func(name string) bool { return isSet(environ, name) })
 	if err := c.Validate(); err != nil {
 		// A variable that failed to parse holds its zero value: do not
 		// report it a second time as out of range.
@@ -189,6 +196,40 @@ func LoadFrom(environ map[string]string) (Config, error) {
 	}
 	return c, errors.Join(errs...)
 }
+
+// isSet reports whether the variable name (without the prefix) is given.
+func isSet(environ map[string]string, name string) bool {
+	if environ == nil {
+		_, ok := os.LookupEnv(Prefix + name)
+		return ok
+	}
+	_, ok := environ[Prefix+name]
+	return ok
+}
+
+// fitBodyBudget makes a default give way to the one of GUARD_MAX_BODY_BYTES
+// and GUARD_BODY_BUDGET_BYTES that was set: the budget must hold one body of
+// the largest size allowed, and a default must never make the only setting
+// given invalid. When both are set and contradict, Validate refuses them.
+func (c *Config) fitBodyBudget(set func(name string) bool) {
+	if c.MaxBodyBytes <= 0 || c.BodyBudgetBytes <= 0 || c.BodyBudgetBytes >= c.MaxBodyBytes {
+		return
+	}
+	switch maxSet, budgetSet := set("MAX_BODY_BYTES"), set("BODY_BUDGET_BYTES"); {
+	case maxSet && !budgetSet:
+		c.notes = append(c.notes, fmt.Sprintf("%sBODY_BUDGET_BYTES raised from its default %d to %sMAX_BODY_BYTES (%d), so that a body of the largest size allowed fits",
+			Prefix, c.BodyBudgetBytes, Prefix, c.MaxBodyBytes))
+		c.BodyBudgetBytes = c.MaxBodyBytes
+	case budgetSet && !maxSet:
+		c.notes = append(c.notes, fmt.Sprintf("%sMAX_BODY_BYTES lowered from its default %d to %sBODY_BUDGET_BYTES (%d), so that a body of the largest size allowed fits",
+			Prefix, c.MaxBodyBytes, Prefix, c.BodyBudgetBytes))
+		c.MaxBodyBytes = c.BodyBudgetBytes
+	}
+}
+
+// Notes lists, one sentence each, the settings LoadFrom changed to make the
+// ones given fit together; the proxy logs them at start-up.
+func (c Config) Notes() []string { return c.notes }
 
 func unjoin(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -318,6 +359,11 @@ func (c Config) Validate() error {
 	oneOf("FAILURE_MODE", string(c.FailureMode), "closed", "open")
 	if c.MaxBodyBytes <= 0 {
 		bad("MAX_BODY_BYTES", "must be positive, got %d", c.MaxBodyBytes)
+	}
+	if c.BodyBudgetBytes <= 0 {
+		bad("BODY_BUDGET_BYTES", "must be positive, got %d", c.BodyBudgetBytes)
+	} else if c.MaxBodyBytes > 0 && c.BodyBudgetBytes < c.MaxBodyBytes {
+		bad("BODY_BUDGET_BYTES", "(%d) must be at least GUARD_MAX_BODY_BYTES (%d): the budget must hold one body of the largest size allowed", c.BodyBudgetBytes, c.MaxBodyBytes)
 	}
 	positive("BODY_READ_TIMEOUT", c.BodyReadTimeout)
 	oneOf("PENDING_ACTION", string(c.PendingAction), "replay", "reject", "off")

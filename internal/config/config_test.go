@@ -23,6 +23,8 @@ func TestDefaults(t *testing.T) {
 		{"Mode", c.Mode, ModeEnforce},
 		{"FailureMode", c.FailureMode, FailureClosed},
 		{"MaxBodyBytes", c.MaxBodyBytes, int64(1 << 20)},
+		{"BodyBudgetBytes", c.BodyBudgetBytes, int64(64 << 20)},
+		{"Notes", len(c.Notes()), 0},
 		{"LookupTimeout", c.LookupTimeout, 5 * time.Second},
 		{"LookupPageLimit", c.LookupPageLimit, 100},
 		{"LookupMaxPages", c.LookupMaxPages, 10},
@@ -225,6 +227,9 @@ func TestSingleErrors(t *testing.T) {
 		{"default outside set", map[string]string{"GUARD_SANDBOX_ALLOWED_SIZES": "medium", "GUARD_SANDBOX_DEFAULT_SIZE": "standard"}, "not allowed by the sandbox policy"},
 		{"drain longer than grace", map[string]string{"GUARD_DRAIN_DELAY": "30s"}, "GUARD_DRAIN_DELAY: (30s) must be shorter than GUARD_SHUTDOWN_GRACE"},
 		{"unparseable int", map[string]string{"GUARD_MAX_BODY_BYTES": "1MB"}, "GUARD_MAX_BODY_BYTES: cannot parse"},
+		{"budget below the body cap, both set", map[string]string{"GUARD_MAX_BODY_BYTES": "2097152", "GUARD_BODY_BUDGET_BYTES": "1048576"},
+			"GUARD_BODY_BUDGET_BYTES: (1048576) must be at least GUARD_MAX_BODY_BYTES (2097152)"},
+		{"budget not positive", map[string]string{"GUARD_BODY_BUDGET_BYTES": "0"}, "GUARD_BODY_BUDGET_BYTES: must be positive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -284,5 +289,47 @@ func TestUnknownKeys(t *testing.T) {
 	want := []string{"GUARD_LOCK_BACKED", "GUARD_FAILUREMODE"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("UnknownKeys = %v, want %v", got, want)
+	}
+}
+
+// GUARD_BODY_BUDGET_BYTES must hold one body of GUARD_MAX_BODY_BYTES. Only
+// two explicit settings that contradict are refused: a default gives way to
+// the one setting given, and the change is reported.
+func TestBodyBudgetFitsBodyCap(t *testing.T) {
+	tests := []struct {
+		name        string
+		env         map[string]string
+		budget, max int64
+		note        string // in Notes, "" for none
+	}{
+		{"defaults", map[string]string{}, 64 << 20, 1 << 20, ""},
+		{"both set and consistent", map[string]string{"GUARD_MAX_BODY_BYTES": "4096", "GUARD_BODY_BUDGET_BYTES": "4096"}, 4096, 4096, ""},
+		{"cap set below the default budget", map[string]string{"GUARD_MAX_BODY_BYTES": "8388608"}, 64 << 20, 8 << 20, ""},
+		{"cap set above the default budget", map[string]string{"GUARD_MAX_BODY_BYTES": "134217728"}, 128 << 20, 128 << 20,
+			"GUARD_BODY_BUDGET_BYTES raised from its default 67108864 to GUARD_MAX_BODY_BYTES (134217728)"},
+		{"budget set below the default cap", map[string]string{"GUARD_BODY_BUDGET_BYTES": "65536"}, 65536, 65536,
+			"GUARD_MAX_BODY_BYTES lowered from its default 1048576 to GUARD_BODY_BUDGET_BYTES (65536)"},
+		{"budget set above the default cap", map[string]string{"GUARD_BODY_BUDGET_BYTES": "2097152"}, 2 << 20, 1 << 20, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := LoadFrom(tc.env)
+			if err != nil {
+				t.Fatalf("LoadFrom: %v", err)
+			}
+			if c.BodyBudgetBytes != tc.budget || c.MaxBodyBytes != tc.max {
+				t.Errorf("budget %d, cap %d; want %d, %d", c.BodyBudgetBytes, c.MaxBodyBytes, tc.budget, tc.max)
+			}
+			notes := strings.Join(c.Notes(), "\n")
+			if tc.note == "" && notes != "" || !strings.Contains(notes, tc.note) {
+				t.Errorf("notes %q, want %q", notes, tc.note)
+			}
+		})
+	}
+	// A Config built in code is checked as given.
+	c, _ := LoadFrom(map[string]string{})
+	c.MaxBodyBytes, c.BodyBudgetBytes = 2<<20, 1<<20
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "GUARD_BODY_BUDGET_BYTES") {
+		t.Errorf("Validate: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,11 +45,19 @@ func bodyTimeout(d time.Duration) *badRequest {
 var clientGone = &badRequest{status: statusClientGone, reason: ReasonClientGone}
 
 // readBody bounds the body read in time (GUARD_BODY_READ_TIMEOUT, through the
-// connection's read deadline), then captures it; see readBodyWithin.
+// connection's read deadline) and, with every other guarded body in flight,
+// in memory (GUARD_BODY_BUDGET_BYTES, see byteBudget), then captures it; see
+// readBodyWithin. What the body holds of the budget is given back when the
+// request ends.
 func (g *Guard) readBody(w http.ResponseWriter, r *http.Request, enforce bool) (captured, *badRequest) {
 	rc := http.NewResponseController(w)
 	deadlineSet := rc.SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout)) == nil
-	c, br := readBodyWithin(w, r, g.cfg.MaxBodyBytes, enforce)
+	c, br := readBodyWithin(w, r, g.cfg.MaxBodyBytes, enforce, g.holdFor(r))
+	if br != nil && br.reason == ReasonBodyBudget && enforce {
+		// The answer's writer adds x-should-retry: false to every refused
+		// body; Retry-After still says when the budget is worth trying again.
+		w.Header().Set("Retry-After", strconv.Itoa(g.cfg.RetryAfterSeconds))
+	}
 	if br != nil && br.reason == ReasonBodyRead {
 		var ne net.Error
 		switch {
@@ -83,11 +92,11 @@ func innermost(w http.ResponseWriter) http.ResponseWriter {
 }
 
 // readBodyWithin captures a guarded request's body within the byte cap, on the
-// wire and once decompressed. In enforce mode the cap is an
-// http.MaxBytesReader (the server then closes the connection instead of
-// draining a huge body); in shadow mode the unread rest is kept so the whole
-// body can still be forwarded.
-func readBodyWithin(w http.ResponseWriter, r *http.Request, max int64, enforce bool) (captured, *badRequest) {
+// wire and once decompressed, each buffer reserved from hold as it grows. In
+// enforce mode the cap is an http.MaxBytesReader (the server then closes the
+// connection instead of draining a huge body); in shadow mode the unread rest
+// is kept so the whole body can still be forwarded.
+func readBodyWithin(w http.ResponseWriter, r *http.Request, max int64, enforce bool, hold bodyHold) (captured, *badRequest) {
 	var c captured
 	gz, br := encoding(r.Header)
 	if br != nil {
@@ -107,8 +116,14 @@ func readBodyWithin(w http.ResponseWriter, r *http.Request, max int64, enforce b
 	} else {
 		src = io.LimitReader(r.Body, max+1)
 	}
-	raw, err := readAll(src, r.ContentLength, max)
+	raw, err := readAll(src, r.ContentLength, max, hold)
 	c.raw = raw
+	if err == errBodyBudget {
+		if !enforce {
+			c.tail = r.Body // shadow: forwarded whole, the rest streamed
+		}
+		return c, proxyBusy()
+	}
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return c, tooLarge(max)
@@ -133,7 +148,10 @@ func readBodyWithin(w http.ResponseWriter, r *http.Request, max int64, enforce b
 	if err != nil {
 		return c, bad(ReasonBadGzip, "the body is not valid gzip")
 	}
-	plain, err := readAll(io.LimitReader(zr, max+1), -1, max)
+	plain, err := readAll(io.LimitReader(zr, max+1), -1, max, hold)
+	if err == errBodyBudget {
+		return c, proxyBusy() // raw is whole: shadow mode forwards it as sent
+	}
 	if err != nil {
 		return c, bad(ReasonBadGzip, "the body is not valid gzip")
 	}
@@ -170,16 +188,40 @@ func encoding(h http.Header) (gz bool, br *badRequest) {
 	return gz, nil
 }
 
-// readAll reads r into one buffer sized from the Content-Length when known.
-func readAll(r io.Reader, hint, max int64) ([]byte, error) {
+// readAll reads r into a buffer that grows with the bytes received, never
+// with the bytes announced: the first holds hint+1 bytes (hint is the
+// Content-Length, -1 when unknown; +1 so that a body of exactly hint bytes
+// sees EOF without growing) but at most firstBodyBuffer, and each growth at
+// most doubles it, up to max+1 bytes, the most a capped reader yields (the
+// caller refuses more than max). Every buffer is reserved from hold before it
+// is allocated: errBodyBudget, with what was read so far, when it cannot be.
+func readAll(r io.Reader, hint, max int64, hold bodyHold) ([]byte, error) {
+	limit := max + 1
 	size := int64(512)
-	if hint > 0 {
-		size = min(hint, max) + 1 // +1 so a body of exactly hint bytes needs no growth to see EOF
+	if hint >= 0 {
+		size = hint + 1
+	}
+	size = min(size, firstBodyBuffer, limit)
+	if !hold.grow(size) {
+		return nil, errBodyBudget
 	}
 	buf := make([]byte, 0, size)
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			n := int64(len(buf))
+			if n >= limit {
+				return buf, nil // over the cap: the caller refuses it
+			}
+			next := min(2*n, limit)
+			if hint >= n {
+				next = min(next, hint+1) // the rest announced, once bytes are coming
+			}
+			if !hold.grow(next - n) {
+				return buf, errBodyBudget
+			}
+			grown := make([]byte, n, next)
+			copy(grown, buf)
+			buf = grown
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

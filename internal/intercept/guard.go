@@ -231,7 +231,7 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, route, prefix stri
 		g.decide(c, DecisionInvalidRequest, br.reason, nil)
 		if enforce {
 			apierror.Write(w, &apierror.Error{Message: br.message, Code: br.code, Slug: br.slug, Status: br.status,
-				RequestID: sc.RequestID, SuggestedFix: br.fix}, apierror.Options{NoRetry: true, Close: br.close})
+				RequestID: sc.RequestID, SuggestedFix: br.fix}, apierror.Options{NoRetry: br.status != http.StatusServiceUnavailable, Close: br.close})
 			return
 		}
 		g.forward.ServeHTTP(w, asSent(r, body)) // shadow: forward everything

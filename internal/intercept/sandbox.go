@@ -216,7 +216,7 @@ func (g *Guard) serveSandbox(w http.ResponseWriter, r *http.Request, route strin
 		}
 		g.decideSandbox(c, decision, br.reason, sizeInvalid)
 		if enforce {
-			apierror.Write(w, e, apierror.Options{NoRetry: true, Close: br.close})
+			apierror.Write(w, e, apierror.Options{NoRetry: br.status != http.StatusServiceUnavailable, Close: br.close})
 			return
 		}
 		g.forward.ServeHTTP(w, asSent(r, body)) // shadow: forward everything

@@ -1,30 +1,33 @@
 package lock
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 )
 
-// Memory bounds: leases are swept of expired entries at most once per
-// sweepEvery, and never grow past maxLeases (the oldest-expiring is evicted).
-const (
-	defaultMaxLeases = 100_000
-	sweepEvery       = time.Minute
-)
+// defaultMaxLeases bounds the leases a memory store keeps when
+// MemoryOptions.MaxLeases is not set.
+const defaultMaxLeases = 100_000
+
+// expiredPerPut bounds how many expired leases one PutLease pops from the top
+// of the expiry heap: more than the one lease it can add, so expired leases
+// never pile up, and few enough that no call does a sweep's work.
+const expiredPerPut = 4
 
 // memory is the one-process backend. Each key has its own mutex (a channel of
 // capacity one, so a wait can end with its context); the map entry lives only
 // while someone holds or waits for the key, so the map holds no dead keys.
-// The map's own mutex is never held while waiting.
+// The map's own mutex is never held while waiting. Every lease operation
+// costs O(log n) at most under it (see leaseSet): nothing scans the store.
 type memory struct {
 	mu        sync.Mutex
 	locks     map[string]*memEntry
-	leases    map[string]memLease
+	leases    leaseSet
 	maxLeases int
-	lastSweep time.Time
+	onEvict   func()
 	now       func() time.Time
 }
 
@@ -33,18 +36,37 @@ type memEntry struct {
 	refs  int // holders plus waiters; the entry is deleted when it falls to 0
 }
 
+// MemoryOptions tune the in-process Store.
+type MemoryOptions struct {
+	// MaxLeases bounds the leases kept (100,000 when 0). At the bound, a new
+	// lease first takes the place of an expired one, else evicts the live
+	// lease closest to its expiry.
+	MaxLeases int
+	// OnEvict, when set, is called once per live lease evicted at the bound,
+	// after the store's lock is released. It must not call the store.
+	OnEvict func()
+}
+
 // NewMemory returns the in-process Store: correct for a single replica only.
 // It starts no goroutine; expired leases are dropped lazily.
 func NewMemory() Store {
-	return newMemory(defaultMaxLeases, time.Now)
+	return NewMemoryWith(MemoryOptions{})
 }
 
-func newMemory(maxLeases int, now func() time.Time) *memory {
+// NewMemoryWith is NewMemory with options.
+func NewMemoryWith(o MemoryOptions) Store {
+	return newMemory(o, time.Now)
+}
+
+func newMemory(o MemoryOptions, now func() time.Time) *memory {
+	if o.MaxLeases <= 0 {
+		o.MaxLeases = defaultMaxLeases
+	}
 	return &memory{
 		locks:     make(map[string]*memEntry),
-		leases:    make(map[string]memLease),
-		maxLeases: maxLeases,
-		lastSweep: now(),
+		leases:    leaseSet{index: make(map[string]int32)},
+		maxLeases: o.MaxLeases,
+		onEvict:   o.OnEvict,
 		now:       now,
 	}
 }
@@ -114,14 +136,16 @@ func (m *memory) release(key string, e *memEntry) {
 }
 
 func (m *memory) GetLease(_ context.Context, key string) (Lease, bool, error) {
+	now := m.now().UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ml, ok := m.leases[key]
+	slot, ok := m.leases.index[key]
 	if !ok {
 		return Lease{}, false, nil
 	}
-	if m.now().UnixNano() >= ml.expires {
-		delete(m.leases, key)
+	ml := &m.leases.slots[slot].ml
+	if now >= ml.expires {
+		m.leases.remove(slot)
 		return Lease{}, false, nil
 	}
 	return ml.lease(), true, nil
@@ -129,21 +153,29 @@ func (m *memory) GetLease(_ context.Context, key string) (Lease, bool, error) {
 
 func (m *memory) PutLease(_ context.Context, key string, l Lease) error {
 	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if !now.Before(l.ExpiresAt) {
-		delete(m.leases, key) // already expired: nothing to keep, and no older lease may survive it
+		m.DropLease(context.Background(), key) // already expired: nothing to keep, and no older lease may survive it
 		return nil
 	}
-	_, exists := m.leases[key]
-	full := !exists && len(m.leases) >= m.maxLeases
-	if full || now.Sub(m.lastSweep) >= sweepEvery {
-		m.sweepLocked(now)
+	ml := packLease(l) // outside the lock: it copies the body
+	m.mu.Lock()
+	m.leases.popExpired(now.UnixNano(), expiredPerPut)
+	evicted := false
+	if slot, ok := m.leases.index[key]; ok {
+		m.leases.update(slot, ml)
+	} else {
+		if len(m.leases.index) >= m.maxLeases {
+			// Full of live leases (expired ones went just above): the one
+			// closest to expiry goes, it is the one whose loss costs least.
+			m.leases.remove(m.leases.heap[0])
+			evicted = true
+		}
+		m.leases.add(key, ml)
 	}
-	if full && len(m.leases) >= m.maxLeases {
-		m.evictLocked()
+	m.mu.Unlock()
+	if evicted && m.onEvict != nil {
+		m.onEvict()
 	}
-	m.leases[key] = packLease(l)
 	return nil
 }
 
@@ -196,30 +228,99 @@ const contentTypeJSON = "application/json"
 
 func (m *memory) DropLease(_ context.Context, key string) error {
 	m.mu.Lock()
-	delete(m.leases, key)
+	if slot, ok := m.leases.index[key]; ok {
+		m.leases.remove(slot)
+	}
 	m.mu.Unlock()
 	return nil
 }
 
-func (m *memory) sweepLocked(now time.Time) {
-	m.lastSweep = now
-	ns := now.UnixNano()
-	for k, l := range m.leases {
-		if ns >= l.expires {
-			delete(m.leases, k)
+// leaseSet holds the leases by key and in a min-heap on expiry, so that every
+// operation is O(1) or O(log n): expired leases are popped from the top, and
+// so is the lease evicted at the bound. Leases live in slots, reused through a
+// free list, so a lease costs no allocation of its own but its packed bytes
+// (the slot of a dropped lease is cleared for the collector).
+type leaseSet struct {
+	index map[string]int32 // key -> slot
+	slots []leaseSlot
+	free  []int32 // slots not in use
+	heap  []int32 // slots in use, a min-heap on expiry (container/heap over *leaseSet)
+}
+
+type leaseSlot struct {
+	key string
+	ml  memLease
+	pos int32 // the slot's position in heap
+}
+
+// add stores a lease under a key not yet in the set.
+func (s *leaseSet) add(key string, ml memLease) {
+	var slot int32
+	if n := len(s.free); n > 0 {
+		slot, s.free = s.free[n-1], s.free[:n-1]
+	} else {
+		slot = int32(len(s.slots))
+		s.slots = append(s.slots, leaseSlot{})
+	}
+	pos := int32(len(s.heap))
+	s.slots[slot] = leaseSlot{key: key, ml: ml, pos: pos}
+	s.heap = append(s.heap, slot)
+	s.index[key] = slot
+	heap.Fix(s, int(pos)) // not heap.Push: it would box the slot number
+}
+
+// update replaces the lease in slot and moves it to its new place.
+func (s *leaseSet) update(slot int32, ml memLease) {
+	s.slots[slot].ml = ml
+	heap.Fix(s, int(s.slots[slot].pos))
+}
+
+// remove deletes the lease in slot.
+func (s *leaseSet) remove(slot int32) {
+	pos := int(s.slots[slot].pos)
+	last := len(s.heap) - 1
+	if pos != last {
+		s.Swap(pos, last)
+	}
+	s.heap = s.heap[:last]
+	if pos != last {
+		heap.Fix(s, pos)
+	}
+	delete(s.index, s.slots[slot].key)
+	s.slots[slot] = leaseSlot{pos: -1}
+	s.free = append(s.free, slot)
+}
+
+// popExpired removes up to limit leases expired at now, soonest first.
+func (s *leaseSet) popExpired(now int64, limit int) {
+	for range limit {
+		if len(s.heap) == 0 || s.slots[s.heap[0]].ml.expires > now {
+			return
 		}
+		s.remove(s.heap[0])
 	}
 }
 
-// evictLocked drops the lease closest to expiry: losing it costs the least
-// (a repeat is then forwarded, as without the proxy).
-func (m *memory) evictLocked() {
-	var victim string
-	first := int64(math.MaxInt64)
-	for k, l := range m.leases {
-		if l.expires < first {
-			victim, first = k, l.expires
-		}
-	}
-	delete(m.leases, victim)
+// heap.Interface. add and remove use heap.Fix only; Push and Pop are there
+// for the interface, and keep the positions right if they are ever used.
+func (s *leaseSet) Len() int { return len(s.heap) }
+func (s *leaseSet) Less(i, j int) bool {
+	return s.slots[s.heap[i]].ml.expires < s.slots[s.heap[j]].ml.expires
+}
+func (s *leaseSet) Swap(i, j int) {
+	s.heap[i], s.heap[j] = s.heap[j], s.heap[i]
+	s.slots[s.heap[i]].pos = int32(i)
+	s.slots[s.heap[j]].pos = int32(j)
+}
+func (s *leaseSet) Push(x any) {
+	slot := x.(int32)
+	s.slots[slot].pos = int32(len(s.heap))
+	s.heap = append(s.heap, slot)
+}
+func (s *leaseSet) Pop() any {
+	n := len(s.heap) - 1
+	slot := s.heap[n]
+	s.heap = s.heap[:n]
+	s.slots[slot].pos = -1
+	return slot
 }

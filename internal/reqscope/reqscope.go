@@ -46,6 +46,51 @@ type Scope struct {
 	// response bodies included), so the proxy's own overhead can be told apart.
 	UpstreamNanos atomic.Int64
 	LookupNanos   atomic.Int64
+
+	// What the request holds of a process-wide bound until it ends (the
+	// guard's body budget); see Hold.
+	willEnd bool
+	holder  Releaser
+	held    int64
+}
+
+// Releaser takes back what requests held (the guard's body budget).
+type Releaser interface {
+	Release(n int64)
+}
+
+// WillEnd is the promise of the scope's owner that End runs once the request's
+// handler has returned, panics included (the server's RequestID middleware
+// keeps it). Only such a scope can Hold.
+func (s *Scope) WillEnd() { s.willEnd = true }
+
+// CanHold reports whether Hold(r, ...) would record: the owner promised End,
+// and the request holds nothing of another Releaser.
+func (s *Scope) CanHold(r Releaser) bool {
+	return s.willEnd && (s.holder == nil || s.holder == r)
+}
+
+// Hold records that the request holds n more of r, given back by End. It
+// records nothing and reports false when CanHold(r) does not hold: the
+// caller must then not count n against r at all.
+func (s *Scope) Hold(r Releaser, n int64) bool {
+	if !s.CanHold(r) {
+		return false
+	}
+	s.holder = r
+	s.held += n
+	return true
+}
+
+// Held is what the request holds of the Releaser it holds from.
+func (s *Scope) Held() int64 { return s.held }
+
+// End gives back everything the request holds. It is safe to call more than once.
+func (s *Scope) End() {
+	if s.holder != nil {
+		s.holder.Release(s.held)
+		s.holder, s.held = nil, 0
+	}
 }
 
 // SetBaseLogger makes Log build the request's logger from base, with

@@ -85,7 +85,8 @@ func Recover(log *zap.Logger) Middleware {
 // RequestID takes the inbound X-Request-Id when it is sane (1 to 128 visible
 // ASCII characters) or makes one, sends it upstream (the request header is
 // set) and back (the answer's header), and puts the request's Scope, whose
-// Logger carries request_id, in the context.
+// Logger carries request_id, in the context. It ends the Scope once the
+// request is served (reqscope.Scope.End), panic or not.
 func RequestID(base *zap.Logger) Middleware {
 	// A request's own INFO lines leave with its access line in one write;
 	// see logging.Held.
@@ -111,6 +112,8 @@ func RequestID(base *zap.Logger) Middleware {
 			s.SetBaseLogger(base) // built with request_id only if the handler logs
 			s.Route = reqscope.RoutePassthrough
 			rw.hasScope = true
+			s.WillEnd()
+			defer s.End() // what the request held (guarded body bytes) goes back once it is served
 			if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
 				// net/http reads a body sent with both Content-Length and
 				// Transfer-Encoding as chunked and drops the length, but cannot

@@ -41,6 +41,7 @@ type Proxy struct {
 	Addr     string // host:port of the proxy listener
 	URL      string // http://Addr
 	AdminURL string
+	PID      int // the process (for /proc/PID/status)
 
 	logs func() string
 	stop func() int
@@ -68,7 +69,7 @@ func StartProxy(t testing.TB, upstream string, env ...string) *Proxy {
 	}
 	p := testproc.Start(t, ProxyBin(t), append(base, env...))
 	px := newProxy(t, p.Fields)
-	px.logs, px.stop = p.Logs, p.Stop
+	px.logs, px.stop, px.PID = p.Logs, p.Stop, p.Cmd.Process.Pid
 	return px
 }
 
@@ -166,7 +167,7 @@ func StartProxyBounded(t testing.TB, upstream string, keep int, env ...string) *
 		t.Fatalf("proxy did not announce its listener in 20s:\n%s", logs())
 	}
 	px := newProxy(t, fields)
-	px.logs = logs
+	px.logs, px.PID = logs, cmd.Process.Pid
 	px.stop = func() int {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {

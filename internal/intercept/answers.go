@@ -15,59 +15,68 @@ type answer struct {
 	opt apierror.Options
 }
 
+// write is the one place that writes an envelope of the guard's own.
 func (a answer) write(w http.ResponseWriter, requestID string) {
 	a.err.RequestID = requestID
 	apierror.Write(w, &a.err, a.opt)
 }
 
+// answer is the envelope of a refused input. A 503 (the body budget) may be
+// retried by the clients; every other refusal may not.
+func (br *badRequest) answer() answer {
+	return answer{apierror.Error{Message: br.message, Code: br.code, Slug: br.slug, Status: br.status,
+		SuggestedFix: br.fix, AllowedSizes: br.allowedSizes},
+		apierror.Options{NoRetry: br.status != http.StatusServiceUnavailable, Close: br.close, RetryAfterSeconds: br.retryAfter}}
+}
+
 const optInFix = "send the header " + apierror.HeaderAllowMultiple + ": true to create another one"
 
 // answerDuplicate: the user already has an ACTIVE account on the auth config.
-func answerDuplicate(c *call, active []string) answer {
+func answerDuplicate(in guarded, active []string) answer {
 	return answer{apierror.Error{
-		Message: fmt.Sprintf("User %q already has an ACTIVE connected account on auth config %q.", c.in.UserID, c.in.AuthConfigID),
+		Message: fmt.Sprintf("User %q already has an ACTIVE connected account on auth config %q.", in.UserID, in.AuthConfigID),
 		Code:    apierror.CodeMultipleAccounts, Slug: apierror.SlugMultipleAccounts, Status: http.StatusConflict,
 		SuggestedFix:       "Use the existing connected account, or, to create another one on purpose, " + optInFix + ".",
-		ExistingAccountIDs: active, UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
+		ExistingAccountIDs: active, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
 	}, apierror.Options{NoRetry: true}}
 }
 
 // answerPending: a link for the user on the auth config is still pending.
-func answerPending(c *call, accountID string) answer {
+func answerPending(in guarded, accountID string) answer {
 	return answer{apierror.Error{
 		Message: fmt.Sprintf("A connection link for user %q on auth config %q is still pending: connected account %s is INITIATED.",
-			c.in.UserID, c.in.AuthConfigID, accountID),
+			in.UserID, in.AuthConfigID, accountID),
 		Code: apierror.CodeLinkPending, Slug: apierror.SlugLinkPending, Status: http.StatusConflict,
 		SuggestedFix:       "Let the user finish the pending link (or wait until it expires), or " + optInFix + ".",
-		ExistingAccountIDs: []string{accountID}, UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
+		ExistingAccountIDs: []string{accountID}, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
 	}, apierror.Options{NoRetry: true}}
 }
 
 // answerOutcomeUnknown: an earlier create's answer was lost and an
 // INITIATED account exists that it may have made.
-func answerOutcomeUnknown(c *call, initiated []upstream.Account) answer {
+func answerOutcomeUnknown(in guarded, initiated []upstream.Account) answer {
 	ids := make([]string, 0, len(initiated))
 	for _, a := range initiated {
 		ids = append(ids, a.ID)
 	}
 	return answer{apierror.Error{
 		Message: fmt.Sprintf("An earlier link for user %q on auth config %q may have been created but its answer was lost, and an INITIATED connected account exists.",
-			c.in.UserID, c.in.AuthConfigID),
+			in.UserID, in.AuthConfigID),
 		Code: apierror.CodeLinkPending, Slug: apierror.SlugLinkPending, Status: http.StatusConflict,
 		SuggestedFix:       "List the user's INITIATED connected accounts and use that link, wait until it expires, or " + optInFix + ".",
-		ExistingAccountIDs: ids, UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
+		ExistingAccountIDs: ids, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
 	}, apierror.Options{NoRetry: true}}
 }
 
 // answerUnverifiable: the check cannot be completed for what this request
 // asks; it is refused, never forwarded unchecked.
-func answerUnverifiable(c *call, reason string) answer {
+func answerUnverifiable(in guarded, reason string) answer {
 	msg := "Composio refused the duplicate-connection check for this user and auth config, so the request was not sent."
 	fix := "Check the user_id and auth_config_id: the proxy asks Composio for that user's accounts with them."
 	switch reason {
 	case ReasonTooManyAccounts:
 		msg = fmt.Sprintf("User %q has more connected accounts on auth config %q than the duplicate-connection check reads, so the request was not sent.",
-			c.in.UserID, c.in.AuthConfigID)
+			in.UserID, in.AuthConfigID)
 		fix = "Remove the user's stale INITIATED or unused accounts, or " + optInFix + "."
 	case ReasonUnknownItem:
 		msg = "Composio listed a connected account the duplicate-connection check cannot read, so the request was not sent."
@@ -75,7 +84,7 @@ func answerUnverifiable(c *call, reason string) answer {
 	}
 	return answer{apierror.Error{
 		Message: msg, Code: apierror.CodeCheckNotPossible, Slug: apierror.SlugCheckNotPossible, Status: http.StatusUnprocessableEntity,
-		SuggestedFix: fix, UserID: c.in.UserID, AuthConfigID: c.in.AuthConfigID,
+		SuggestedFix: fix, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
 	}, apierror.Options{NoRetry: true}}
 }
 

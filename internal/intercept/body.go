@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
+	"github.com/composio-guard/composio-guard/internal/reqscope"
 )
 
 // captured is a guarded request's body as read.
@@ -44,28 +45,43 @@ func bodyTimeout(d time.Duration) *badRequest {
 
 var clientGone = &badRequest{status: statusClientGone, reason: ReasonClientGone}
 
-// readBody bounds the body read in time (GUARD_BODY_READ_TIMEOUT, through the
-// connection's read deadline) and, with every other guarded body in flight,
-// in memory (GUARD_BODY_BUDGET_BYTES, see byteBudget), then captures it; see
+// bodyTools are the body tools every policy shares: bounded capture (size,
+// time, the global budget, gzip), with one set of limits.
+type bodyTools struct {
+	max        int64
+	timeout    time.Duration
+	retryAfter int
+	keepRest   bool // keep what is not read, so a refused body can still be forwarded whole (shadow mode)
+	budget     *byteBudget
+}
+
+func newBodyTools(cfg Config, keepRest bool) *bodyTools {
+	return &bodyTools{max: cfg.MaxBodyBytes, timeout: cfg.BodyReadTimeout, retryAfter: cfg.RetryAfterSeconds,
+		keepRest: keepRest, budget: newByteBudget(cfg.BodyBudgetBytes)}
+}
+
+// read captures c's body into c.body, bounded in time (GUARD_BODY_READ_TIMEOUT,
+// through the connection's read deadline) and, with every other guarded body
+// in flight, in memory (GUARD_BODY_BUDGET_BYTES, see byteBudget); see
 // readBodyWithin. What the body holds of the budget is given back when the
 // request ends.
-func (g *Guard) readBody(w http.ResponseWriter, r *http.Request, enforce bool) (captured, *badRequest) {
+func (t *bodyTools) read(c *call) *badRequest {
+	w, r := c.w, c.r
 	rc := http.NewResponseController(w)
-	deadlineSet := rc.SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout)) == nil
-	c, br := readBodyWithin(w, r, g.cfg.MaxBodyBytes, enforce, g.holdFor(r))
-	if br != nil && br.reason == ReasonBodyBudget && enforce {
-		// The answer's writer adds x-should-retry: false to every refused
-		// body; Retry-After still says when the budget is worth trying again.
-		w.Header().Set("Retry-After", strconv.Itoa(g.cfg.RetryAfterSeconds))
+	deadlineSet := rc.SetReadDeadline(time.Now().Add(t.timeout)) == nil
+	body, br := readBodyWithin(w, r, t.max, !t.keepRest, t.holdFor(r))
+	c.body = body
+	if br != nil && br.reason == ReasonBodyBudget {
+		br.retryAfter = t.retryAfter
 	}
 	if br != nil && br.reason == ReasonBodyRead {
 		var ne net.Error
 		switch {
-		case errors.As(c.err, &ne) && ne.Timeout(): // first: a read timeout also ends the request's context
-			br = bodyTimeout(g.cfg.BodyReadTimeout)
+		case errors.As(body.err, &ne) && ne.Timeout(): // first: a read timeout also ends the request's context
+			br = bodyTimeout(t.timeout)
 		case r.Context().Err() != nil:
 			br = clientGone
-		case errors.Is(c.err, io.ErrUnexpectedEOF):
+		case errors.Is(body.err, io.ErrUnexpectedEOF):
 			br = clientGone // the connection ended mid-body
 		}
 	}
@@ -75,7 +91,18 @@ func (g *Guard) readBody(w http.ResponseWriter, r *http.Request, enforce bool) (
 		// net/http's drain of what is left cannot wait on a silent client.
 		_ = rc.SetReadDeadline(time.Time{})
 	}
-	return c, br
+	return br
+}
+
+// holdFor is the hold of the request r. A request whose scope is not ended
+// by its owner (a Guard served outside the server's middleware, as some
+// tests do) is not counted: nothing would give its bytes back.
+func (t *bodyTools) holdFor(r *http.Request) bodyHold {
+	sc := reqscope.From(r.Context())
+	if t.budget == nil || !sc.CanHold(t.budget) {
+		return bodyHold{}
+	}
+	return bodyHold{b: t.budget, sc: sc}
 }
 
 // innermost unwraps middleware ResponseWriters down to net/http's own, so
@@ -92,11 +119,12 @@ func innermost(w http.ResponseWriter) http.ResponseWriter {
 }
 
 // readBodyWithin captures a guarded request's body within the byte cap, on the
-// wire and once decompressed, each buffer reserved from hold as it grows. In
-// enforce mode the cap is an http.MaxBytesReader (the server then closes the
-// connection instead of draining a huge body); in shadow mode the unread rest
-// is kept so the whole body can still be forwarded.
-func readBodyWithin(w http.ResponseWriter, r *http.Request, max int64, enforce bool, hold bodyHold) (captured, *badRequest) {
+// wire and once decompressed, each buffer reserved from hold as it grows.
+// With strict, the cap is an http.MaxBytesReader (the server then closes the
+// connection instead of draining a huge body); without, the unread rest is
+// kept so the whole body can still be forwarded.
+func readBodyWithin(w http.ResponseWriter, r *http.Request, max int64, strict bool, hold bodyHold) (captured, *badRequest) {
+	enforce := strict
 	var c captured
 	gz, br := encoding(r.Header)
 	if br != nil {
@@ -272,4 +300,35 @@ func stripQuery(raw string) (out string, present, on bool) {
 		return raw, false, false
 	}
 	return strings.Join(kept, "&"), true, on
+}
+
+// asSent restores a body the guard read, unchanged, for a shadow-mode forward.
+func asSent(r *http.Request, body captured) *http.Request {
+	if !body.read {
+		return r
+	}
+	out := r.WithContext(r.Context())
+	if body.tail != nil {
+		out.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body.raw), body.tail))
+		out.GetBody = nil
+		return out
+	}
+	out.Header = r.Header.Clone()
+	setBody(out, body.raw)
+	return out
+}
+
+// setBody installs b as the request body, with a matching length.
+func setBody(r *http.Request, b []byte) {
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	r.ContentLength = int64(len(b))
+	r.TransferEncoding = nil
+	r.Trailer = nil // sent with a fixed length: no trailer (a second credential, say) follows
+	if n := strconv.Itoa(len(b)); r.Header.Get("Content-Length") != n {
+		r.Header.Set("Content-Length", n)
+	}
+	if len(b) == 0 {
+		r.Body, r.GetBody = http.NoBody, nil
+	}
 }

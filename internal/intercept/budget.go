@@ -66,17 +66,6 @@ type bodyHold struct {
 	sc *reqscope.Scope // nil: nothing is counted
 }
 
-// holdFor is the hold of the request r. A request whose scope is not ended
-// by its owner (a Guard served outside the server's middleware, as some
-// tests do) is not counted: nothing would give its bytes back.
-func (g *Guard) holdFor(r *http.Request) bodyHold {
-	sc := reqscope.From(r.Context())
-	if g.bodies == nil || !sc.CanHold(g.bodies) {
-		return bodyHold{}
-	}
-	return bodyHold{b: g.bodies, sc: sc}
-}
-
 // grow reserves n more bytes for the request's body; false when the budget
 // cannot cover them (nothing is then reserved).
 func (h bodyHold) grow(n int64) bool {

@@ -77,9 +77,9 @@ func hog(t *testing.T, srv *httptest.Server, sent int) net.Conn {
 func waitInUse(t *testing.T, g *Guard, cond func(int64) bool, what string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for !cond(g.bodies.inUse()) {
+	for !cond(g.links.tools.budget.inUse()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("budget in use %d: never %s", g.bodies.inUse(), what)
+			t.Fatalf("budget in use %d: never %s", g.links.tools.budget.inUse(), what)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

@@ -2,16 +2,18 @@ package intercept
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/composio-guard/composio-guard/internal/jsonread"
 )
 
 // The guard reads a handful of members from bodies that are otherwise passed
 // on byte for byte, so instead of decoding into maps it walks the object once
-// and records where each member sits. Input is checked with json.Valid first;
-// the walker still bounds every index so that no input can make it panic.
+// with the one JSON reader (internal/jsonread) and records where each member
+// sits. The reader validates as it goes, and bounds every index, so that no
+// input can make it panic.
 
 var errScan = errors.New("malformed JSON object")
 
@@ -31,20 +33,19 @@ func (m member) value(b []byte) []byte { return b[m.valStart:m.valEnd] }
 
 // objIter walks the members of one object without allocating.
 type objIter struct {
-	b         []byte
-	i         int
+	r         jsonread.Reader
 	lastComma int
-	end       int // just after the closing brace, once done
+	started   bool // a member was read: a comma or the closing brace comes next
 	done      bool
 }
 
 // newObjIter starts at b[start], which must be '{' (leading whitespace skipped).
 func newObjIter(b []byte, start int) (objIter, bool) {
-	i := skipWS(b, start)
-	if i >= len(b) || b[i] != '{' {
+	r := jsonread.New(b, start)
+	if r.Expect('{') != nil {
 		return objIter{}, false
 	}
-	return objIter{b: b, i: i + 1, lastComma: -1}, true
+	return objIter{r: r, lastComma: -1}, true
 }
 
 // next returns the next member; ok is false at the closing brace.
@@ -52,124 +53,55 @@ func (it *objIter) next() (m member, ok bool, err error) {
 	if it.done {
 		return member{}, false, nil
 	}
-	b := it.b
-	i := skipWS(b, it.i)
-	if i >= len(b) {
+	r := &it.r
+	c, ok := r.Peek()
+	switch {
+	case !ok:
 		return member{}, false, errScan
-	}
-	switch b[i] {
-	case '}':
-		it.done, it.end = true, i+1
+	case c == '}':
+		r.Expect('}')
+		it.done = true
 		return member{}, false, nil
-	case ',':
-		it.lastComma = i
-		i = skipWS(b, i+1)
-	}
-	if i >= len(b) || b[i] != '"' {
+	case it.started && c != ',':
 		return member{}, false, errScan
+	case it.started:
+		it.lastComma = r.Pos()
+		r.Expect(',')
+		r.WS()
 	}
-	m.keyStart = i
+	m.keyStart = r.Pos()
 	m.prevComma = it.lastComma
-	ks := i + 1
-	ke, esc, err := stringEnd(b, i)
-	if err != nil {
+	if m.key, m.keyEsc, err = r.RawStr(); err != nil {
 		return member{}, false, err
 	}
-	m.key, m.keyEsc = b[ks:ke-1], esc
-	i = skipWS(b, ke)
-	if i >= len(b) || b[i] != ':' {
-		return member{}, false, errScan
-	}
-	i = skipWS(b, i+1)
-	m.valStart = i
-	if i, err = valueEnd(b, i); err != nil {
+	if err = r.Expect(':'); err != nil {
 		return member{}, false, err
 	}
-	m.valEnd = i
-	i = skipWS(b, i)
+	r.WS()
+	m.valStart = r.Pos()
+	if err = r.Skip(); err != nil {
+		return member{}, false, err
+	}
+	m.valEnd = r.Pos()
 	m.nextComma = -1
-	if i < len(b) && b[i] == ',' {
-		m.nextComma = i
+	if c, ok := r.Peek(); ok && c == ',' {
+		m.nextComma = r.Pos()
 	}
-	it.i = i
+	it.started = true
 	return m, true, nil
 }
 
-func skipWS(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
+// validJSON reports whether b is one JSON document, read by the one reader.
+func validJSON(b []byte) bool {
+	r := jsonread.New(b, 0)
+	return r.Skip() == nil && r.End() == nil
 }
 
-// stringEnd returns the index just after the string starting at b[i] (a quote)
-// and whether it holds escapes.
-func stringEnd(b []byte, i int) (end int, esc bool, err error) {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			esc = true
-			i++
-		case '"':
-			return i + 1, esc, nil
-		}
-	}
-	return 0, false, errScan
-}
-
-// valueEnd returns the index just after the value starting at b[i].
-func valueEnd(b []byte, i int) (int, error) {
-	if i >= len(b) {
-		return 0, errScan
-	}
-	switch b[i] {
-	case '"':
-		end, _, err := stringEnd(b, i)
-		return end, err
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				end, _, err := stringEnd(b, i)
-				if err != nil {
-					return 0, err
-				}
-				i = end
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1, nil
-				}
-			}
-			i++
-		}
-		return 0, errScan
-	default: // number, true, false, null
-		start := i
-		for i < len(b) {
-			switch b[i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				if i == start {
-					return 0, errScan
-				}
-				return i, nil
-			}
-			i++
-		}
-		if i == start {
-			return 0, errScan
-		}
-		return i, nil
-	}
+// firstByte is the offset of the first byte of b that is not white space.
+func firstByte(b []byte) int {
+	r := jsonread.New(b, 0)
+	r.WS()
+	return r.Pos()
 }
 
 // keyIs reports whether the member's key, unescaped, equals name exactly
@@ -179,11 +111,11 @@ func valueEnd(b []byte, i int) (int, error) {
 func keyIs(b []byte, m member, name string) (exact, folded bool) {
 	k := m.key
 	if m.keyEsc {
-		var s string
-		if err := json.Unmarshal(b[m.keyStart:m.keyStart+len(k)+2], &s); err != nil {
+		s, err := jsonread.Unquote(b[m.keyStart : m.keyStart+len(k)+2])
+		if err != nil {
 			return false, false
 		}
-		return s == name, s != name && bytes.EqualFold([]byte(s), []byte(name))
+		return s == name, s != name && strings.EqualFold(s, name)
 	}
 	if string(k) == name {
 		return true, false
@@ -200,10 +132,8 @@ func decodeString(v []byte) (s string, ok bool) {
 	if bytes.IndexByte(inner, '\\') < 0 {
 		return string(inner), true
 	}
-	if err := json.Unmarshal(v, &s); err != nil {
-		return "", false
-	}
-	return s, true
+	s, err := jsonread.Unquote(v)
+	return s, err == nil
 }
 
 // validText reports whether s is what the client meant: valid UTF-8 and no

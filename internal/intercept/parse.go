@@ -1,7 +1,6 @@
 package intercept
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -42,6 +41,9 @@ type badRequest struct {
 	message string
 	fix     string
 	close   bool // the body was not read to its end: close the connection after the answer
+
+	retryAfter   int      // seconds, for a 503 worth retrying
+	allowedSizes []string // a sandbox tier refusal lists the allowed tiers
 }
 
 // statusClientGone marks a badRequest that is not answered: the client left.
@@ -101,7 +103,7 @@ func members(b []byte, start int, fields []field, found []member, seen []bool) *
 
 // parseBody reads the guarded members of a link or legacy-create body.
 func parseBody(route string, b []byte) (guarded, *badRequest) {
-	if !json.Valid(b) {
+	if !validJSON(b) {
 		return guarded{}, bad(ReasonNotJSON, "the body is not valid JSON")
 	}
 	if route == reqscope.RouteCreate {
@@ -277,7 +279,7 @@ func createAnswer(route string, b []byte) (accountID string, expires time.Time) 
 	if route == reqscope.RouteCreate {
 		idMember = "id"
 	}
-	if !json.Valid(b) {
+	if !validJSON(b) {
 		return "", time.Time{}
 	}
 	it, ok := newObjIter(b, 0)

@@ -163,31 +163,3 @@ func cut(s string) (seg, rest string) {
 	}
 	return s, ""
 }
-
-// Router labels every request's route in its scope, sends the guarded routes
-// (POST link, POST legacy create, and the Tool Router session create and
-// update for the sandbox policy) to g and everything else to passthrough.
-func Router(g *Guard, passthrough http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.dispatch(w, r, passthrough)
-	})
-}
-
-// dispatch classifies r once and hands it to its policy.
-func (g *Guard) dispatch(w http.ResponseWriter, r *http.Request, passthrough http.Handler) {
-	route, prefix := Classify(r.Method, r.URL.EscapedPath())
-	reqscope.From(r.Context()).Route = route
-	if g.cfg.Mode != ModeOff && (route == reqscope.RoutePassthrough && disguised(r) ||
-		route != reqscope.RoutePassthrough && overridden(r)) {
-		g.refuseDisguised(w, r, route)
-		return
-	}
-	switch route {
-	case reqscope.RouteLink, reqscope.RouteCreate:
-		g.serve(w, r, route, prefix)
-	case reqscope.RouteSessionCreate, reqscope.RouteSessionUpdate:
-		g.serveSandbox(w, r, route)
-	default:
-		passthrough.ServeHTTP(w, r)
-	}
-}

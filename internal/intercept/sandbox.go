@@ -3,7 +3,6 @@ package intercept
 import (
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,8 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
-	"github.com/composio-guard/composio-guard/internal/config"
-	"github.com/composio-guard/composio-guard/internal/logging"
 	"github.com/composio-guard/composio-guard/internal/reqscope"
 )
 
@@ -92,7 +89,7 @@ func hasMembers(b []byte, start int) bool {
 // body. A *badRequest with slug SlugInvalidSandbox concerns the sandbox
 // config itself; any other one, the body.
 func parseSandbox(b []byte) (ask sandboxAsk, br *badRequest) {
-	if !json.Valid(b) {
+	if !validJSON(b) {
 		return ask, bad(ReasonNotJSON, "the body is not valid JSON")
 	}
 	var top [1]member
@@ -103,7 +100,7 @@ func parseSandbox(b []byte) (ask sandboxAsk, br *badRequest) {
 	if !topSeen[0] {
 		// No workbench: the server's default one (enabled). A default goes
 		// first in the body.
-		start := skipWS(b, 0)
+		start := firstByte(b)
 		ask.at, ask.pre, ask.post = start+1, `"workbench":{"sandbox_size":`, "}"
 		if hasMembers(b, start) {
 			ask.post += ","
@@ -144,7 +141,7 @@ func parseSandbox(b []byte) (ask sandboxAsk, br *badRequest) {
 	if !ok {
 		return ask, invalidSandbox(ReasonBadSandboxSize, "workbench.sandbox_size must be a string, one of %s", tierList)
 	}
-	if !config.SandboxSize(s).Valid() {
+	if !SandboxSize(s).Valid() {
 		return ask, invalidSandbox(ReasonBadSandboxSize, "workbench.sandbox_size must be one of %s", tierList)
 	}
 	ask.size = s
@@ -153,26 +150,31 @@ func parseSandbox(b []byte) (ask sandboxAsk, br *badRequest) {
 
 // sandboxPolicy is the tier policy of NewGuard's Config.
 type sandboxPolicy struct {
-	rules   config.Config // only the SANDBOX fields: their helpers are the policy
+	tools   *bodyTools
+	rules   SandboxRules
 	allowed []string      // tiers the policy allows, smallest first
 	def     string        // GUARD_SANDBOX_DEFAULT_SIZE, "" for none
+	mode    string        // for the "sandbox will be recreated" line
 }
 
-func newSandboxPolicy(cfg Config) sandboxPolicy {
-	p := sandboxPolicy{rules: config.Config{SandboxMaxSize: cfg.SandboxMaxSize, SandboxAllowedSizes: cfg.SandboxAllowedSizes}}
-	for _, s := range p.rules.SandboxAllowed() {
+func newSandboxPolicy(cfg Config, tools *bodyTools) *sandboxPolicy {
+	p := &sandboxPolicy{tools: tools, mode: cfg.Mode, rules: SandboxRules{Max: SandboxSize(cfg.SandboxMaxSize)}}
+	for _, s := range cfg.SandboxAllowedSizes {
+		p.rules.Allowed = append(p.rules.Allowed, SandboxSize(s))
+	}
+	for _, s := range p.rules.AllowedSizes() {
 		p.allowed = append(p.allowed, string(s))
 	}
 	// config.Validate refuses a default the policy does not allow; should one
 	// get here anyway, no default beats inserting a tier we then refuse.
-	if p.rules.SandboxAllows(cfg.SandboxDefaultSize) {
+	if p.rules.Allows(SandboxSize(cfg.SandboxDefaultSize)) {
 		p.def = string(cfg.SandboxDefaultSize)
 	}
 	return p
 }
 
 // fix is the suggested_fix of a sandbox refusal.
-func (p sandboxPolicy) fix() string {
+func (p *sandboxPolicy) fix() string {
 	s := "Ask for one of the allowed tiers (" + strings.Join(p.allowed, ", ") + "), or leave workbench.sandbox_size out"
 	if p.def != "" {
 		return s + " (new sessions then get " + p.def + ")."
@@ -180,109 +182,94 @@ func (p sandboxPolicy) fix() string {
 	return s + " (the server default is standard)."
 }
 
-// serveSandbox applies the sandbox policy to a session create or update.
-func (g *Guard) serveSandbox(w http.ResponseWriter, r *http.Request, route string) {
-	sc := reqscope.From(r.Context())
-	sc.Route = route
-	c := &call{sc: sc, route: route}
-	if g.cfg.Mode == ModeOff {
-		g.decide(c, DecisionOff, ReasonModeOff, nil) // nothing read: no sandbox_requests_total
-		g.forward.ServeHTTP(w, r)
-		return
-	}
-	enforce := g.cfg.Mode == ModeEnforce
-	p := g.sandbox
-
-	body, br := g.readBody(w, r, enforce)
+// evaluate applies the sandbox policy to a session create or update.
+func (p *sandboxPolicy) evaluate(c *call) verdict {
+	route := c.route
+	br := p.tools.read(c)
 	var ask sandboxAsk
 	if br == nil {
-		ask, br = parseSandbox(body.plain)
+		ask, br = parseSandbox(c.body.plain)
 	}
 	if br == nil && ask.size == "" && route == reqscope.RouteSessionCreate && p.def != "" {
 		if _, br = ask.workbenchOn(); br != nil {
 			ask = sandboxAsk{}
 		}
 	}
-	if br != nil && br.status == statusClientGone {
-		g.decide(c, DecisionClientGone, br.reason, nil)
-		return // nobody to answer; the access log says 499
-	}
 	if br != nil {
-		decision := DecisionInvalidRequest
-		e := &apierror.Error{Message: br.message, Code: br.code, Slug: br.slug, Status: br.status,
-			RequestID: sc.RequestID, SuggestedFix: br.fix}
 		if br.slug == apierror.SlugInvalidSandbox {
-			decision, e.AllowedSizes, e.SuggestedFix = DecisionRejectedInvalid, p.allowed, p.fix()
+			br.allowedSizes, br.fix = p.allowed, p.fix()
+			v := invalid(br)
+			v.decision, v.size = DecisionRejectedInvalid, sizeInvalid
+			return v
 		}
-		g.decideSandbox(c, decision, br.reason, sizeInvalid)
-		if enforce {
-			apierror.Write(w, e, apierror.Options{NoRetry: br.status != http.StatusServiceUnavailable, Close: br.close})
-			return
+		v := invalid(br)
+		if v.decision != DecisionClientGone {
+			v.size = sizeInvalid
 		}
-		g.forward.ServeHTTP(w, asSent(r, body)) // shadow: forward everything
-		return
+		return v
 	}
 
-	out := asSent(r, body)
+	v := verdict{decision: DecisionAllowed, size: sizeDefault}
 	switch {
 	case ask.size != "":
-		tier := config.SandboxSize(ask.size)
-		if p.rules.SandboxAllows(tier) {
-			g.decideSandbox(c, DecisionAllowed, ReasonSizeAllowed, ask.size)
+		tier := SandboxSize(ask.size)
+		v.size = ask.size
+		if p.rules.Allows(tier) {
+			v.reason = ReasonSizeAllowed
 			break
 		}
 		reason := ReasonSizeNotAllowed
-		if ceiling := p.rules.SandboxMaxSize; ceiling != "" && tier.Rank() > ceiling.Rank() {
+		if ceiling := p.rules.Max; ceiling != "" && tier.Rank() > ceiling.Rank() {
 			reason = ReasonSizeAboveMax
 		}
-		g.decideSandbox(c, DecisionRejectedPolicy, reason, ask.size)
-		if enforce {
-			apierror.Write(w, &apierror.Error{
-				Message: fmt.Sprintf("The sandbox tier %q is not allowed by this proxy's policy; allowed tiers: %s.", ask.size, strings.Join(p.allowed, ", ")),
-				Code:    apierror.CodeSandbox, Slug: apierror.SlugSandboxForbidden, Status: http.StatusForbidden,
-				RequestID: sc.RequestID, SuggestedFix: p.fix(),
-				RequestedSize: ask.size, AllowedSizes: p.allowed,
-			}, apierror.Options{NoRetry: true})
-			return
-		}
+		v.decision, v.reason = DecisionRejectedPolicy, reason
+		v.refusal = answer{apierror.Error{
+			Message: fmt.Sprintf("The sandbox tier %q is not allowed by this proxy's policy; allowed tiers: %s.", ask.size, strings.Join(p.allowed, ", ")),
+			Code:    apierror.CodeSandbox, Slug: apierror.SlugSandboxForbidden, Status: http.StatusForbidden,
+			SuggestedFix: p.fix(), RequestedSize: ask.size, AllowedSizes: p.allowed,
+		}, apierror.Options{NoRetry: true}}
 	case route == reqscope.RouteSessionUpdate && ask.cleared:
-		g.decideSandbox(c, DecisionAllowed, ReasonWorkbenchCleared, sizeDefault)
+		v.reason = ReasonWorkbenchCleared
 	case route == reqscope.RouteSessionCreate && p.def != "":
 		if on, _ := ask.workbenchOn(); !on {
-			g.decideSandbox(c, DecisionAllowed, ReasonWorkbenchOff, sizeDefault)
+			v.reason = ReasonWorkbenchOff
 			break
 		}
-		g.decideSandbox(c, DecisionDefaulted, ReasonDefaultInserted, p.def)
-		if enforce {
-			edited, err := withBody(r, body, ask.withDefault(body.plain, p.def))
-			if err != nil { // gzip into memory does not fail; never forward a half-made body
-				c.sc.Log().Error("default sandbox size not inserted", zap.String("route", route), zap.Error(err))
-				apierror.Write(w, &apierror.Error{Message: "internal error", Code: apierror.CodeInternal, Slug: apierror.SlugInternal,
-					Status: http.StatusInternalServerError, RequestID: sc.RequestID}, apierror.Options{})
-				return
-			}
-			out = edited
+		v.decision, v.reason, v.size = DecisionDefaulted, ReasonDefaultInserted, p.def
+		edited, err := withBody(c.r, c.body, ask.withDefault(c.body.plain, p.def))
+		if err != nil { // gzip into memory does not fail; never forward a half-made body
+			v.err = err
+			v.refusal = answer{apierror.Error{Message: "internal error", Code: apierror.CodeInternal, Slug: apierror.SlugInternal,
+				Status: http.StatusInternalServerError}, apierror.Options{}}
+			break
 		}
+		v.act = edited // only when enforcing: shadow forwards the body as sent
 	default:
-		g.decideSandbox(c, DecisionAllowed, ReasonNoSize, sizeDefault)
+		v.reason = ReasonNoSize
 	}
+	if route == reqscope.RouteSessionUpdate && (ask.size != "" || ask.cleared) {
+		// A PATCH naming a tier (or clearing it) recreates the sandbox once
+		// Composio accepts it (shadow mode forwards even a refused one): say
+		// so, with the session id from the path.
+		v.statusOnly = true
+		v.follow = &recreated{sc: c.sc, route: route, path: c.r.URL.EscapedPath(), size: v.size, mode: p.mode}
+	}
+	return v
+}
 
-	if route != reqscope.RouteSessionUpdate || (ask.size == "" && !ask.cleared) {
-		g.forward.ServeHTTP(w, out)
+// recreated logs that a PATCH naming a tier (or clearing it) recreates the
+// sandbox, once Composio accepted it.
+type recreated struct {
+	sc                      *reqscope.Scope
+	route, path, size, mode string
+}
+
+func (l *recreated) afterForward(cw *captureWriter, aborted bool) {
+	if aborted || cw.status < 200 || cw.status > 299 {
 		return
 	}
-	// A PATCH naming a tier (or clearing it) recreates the sandbox once
-	// Composio accepts it: say so, with the session id from the path.
-	cw := &captureWriter{ResponseWriter: w, noBody: true}
-	g.forward.ServeHTTP(cw, out)
-	if cw.status >= 200 && cw.status <= 299 {
-		size := ask.size
-		if size == "" {
-			size = sizeDefault
-		}
-		c.sc.Log().Info("sandbox will be recreated", zap.String("route", route), zap.String("session_id", sessionID(r.URL.EscapedPath())),
-			zap.String("sandbox_size", size), zap.Int("status", cw.status), zap.String("mode", g.cfg.Mode))
-	}
+	l.sc.Log().Info("sandbox will be recreated", zap.String("route", l.route), zap.String("session_id", sessionID(l.path)),
+		zap.String("sandbox_size", l.size), zap.Int("status", cw.status), zap.String("mode", l.mode))
 }
 
 // withBody is r carrying plain as its body, gzip-compressed again when the
@@ -304,19 +291,6 @@ func withBody(r *http.Request, body captured, plain []byte) (*http.Request, erro
 	out.Header = r.Header.Clone()
 	setBody(out, b)
 	return out, nil
-}
-
-// decideSandbox records and counts one sandbox decision; the access line
-// carries it (sandbox_size included), and DEBUG logs it on its own line.
-func (g *Guard) decideSandbox(c *call, decision, reason, size string) {
-	c.sc.Decision, c.sc.Reason, c.sc.Mode, c.sc.SandboxSize = decision, reason, g.cfg.Mode, size
-	g.decisionCounter(c.route, decision).Inc()
-	g.m.Sandbox.WithLabelValues(c.route, size, decision).Inc()
-	if ce := c.sc.Check(zap.DebugLevel, "guard decision"); ce != nil {
-		ce.Write(zap.String(logging.FieldRoute, c.route), zap.String(logging.FieldDecision, decision),
-			zap.String(logging.FieldReason, reason), zap.String(logging.FieldMode, g.cfg.Mode),
-			zap.String(logging.FieldSandboxSize, size))
-	}
 }
 
 // maxLoggedID bounds a session id copied from the path into a log line.

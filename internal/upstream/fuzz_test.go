@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/composio-guard/composio-guard/internal/jsonread"
 )
 
 // FuzzDecodePage: whatever the list answer holds, decoding never panics,
@@ -93,7 +95,7 @@ func FuzzListParserMatches(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		if !utf8.ValidString(body) || strings.Count(body, "[")+strings.Count(body, "{") > maxDepth {
+		if !utf8.ValidString(body) || strings.Count(body, "[")+strings.Count(body, "{") > jsonread.MaxDepth {
 			return
 		}
 		want, wantNext, wantErr := referenceListPage(body)

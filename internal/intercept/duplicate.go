@@ -240,15 +240,6 @@ func (p *duplicatePolicy) decide(c *linkCall) verdict {
 			initiated = append(initiated, a)
 		}
 	}
-	leasesOn := p.pending != PendingOff
-	var lease lock.Lease
-	haveLease := false
-	if leasesOn {
-		lease, haveLease, err = p.store.GetLease(ctx, c.key)
-		if err != nil {
-			return p.failed(c, ReasonLeaseError, err)
-		}
-	}
 	forwarded := func(reason string) verdict {
 		return verdict{decision: DecisionAllowed, reason: reason, fwd: c}
 	}
@@ -259,10 +250,18 @@ func (p *duplicatePolicy) decide(c *linkCall) verdict {
 	}
 
 	if len(active) > 0 {
-		if haveLease {
-			p.dropLease(ctx, c)
-		}
+		// A lease of the key is stale now; it expires by itself, so the
+		// 409 costs no call to the store.
 		return refusal(DecisionRejectedDuplicate, ReasonActiveAccount, answerDuplicate(in, active))
+	}
+	leasesOn := p.pending != PendingOff
+	var lease lock.Lease
+	haveLease := false
+	if leasesOn {
+		lease, haveLease, err = p.store.GetLease(ctx, c.key)
+		if err != nil {
+			return p.failed(c, ReasonLeaseError, err)
+		}
 	}
 	if !leasesOn { // GUARD_PENDING_ACTION=off: pending links do not block
 		if len(initiated) > 0 {

@@ -107,8 +107,8 @@ func deriveIdentity(h http.Header, requestID string) (identity, *badRequest) {
 			return identity{}, badCredential(ReasonCredentialTwice, "the header %s is sent more than once", strings.ToLower(name))
 		}
 	}
-	key, org, project := h.Get(hdrAPIKey), h.Get(hdrOrgID), h.Get(hdrProjectID)
-	user, orgKey := h.Get(hdrUserAPIKey), h.Get(hdrOrgAPIKey)
+	key, org, project := first(h, hdrAPIKey), first(h, hdrOrgID), first(h, hdrProjectID)
+	user, orgKey := first(h, hdrUserAPIKey), first(h, hdrOrgAPIKey)
 	schemes := 0
 	for _, v := range [...]string{key, user, orgKey} {
 		if v != "" {
@@ -119,20 +119,25 @@ func deriveIdentity(h http.Header, requestID string) (identity, *badRequest) {
 		return identity{}, badCredential(ReasonCredentialSchemes,
 			"the request carries more than one credential (x-api-key, x-user-api-key, x-org-api-key); Composio takes exactly one")
 	}
-	var d [sha256.Size]byte
+	// The digest is built on the stack: it runs on every guarded request.
+	var stack [512]byte
+	b := stack[:0]
 	switch {
 	case key != "":
 		// A project key names its project: selectors beside it do not
 		// change who acts (they are still forwarded and looked up as sent).
-		d = sha256.Sum256([]byte("api\x00" + key))
+		b = append(append(b, "api\x00"...), key...)
 	case user != "":
-		d = sha256.Sum256([]byte("user\x00" + user + "\x00" + org + "\x00" + project))
+		b = append(append(append(append(append(append(b, "user\x00"...), user...), 0), org...), 0), project...)
 	case orgKey != "":
-		d = sha256.Sum256([]byte("org\x00" + orgKey + "\x00" + org + "\x00" + project))
+		b = append(append(append(append(append(append(b, "org\x00"...), orgKey...), 0), org...), 0), project...)
 	default:
-		d = sha256.Sum256([]byte("none\x00" + org + "\x00" + project))
+		b = append(append(append(append(b, "none\x00"...), org...), 0), project...)
 	}
-	id := identity{owner: hex.EncodeToString(d[:12]), lookup: make(http.Header, 6)}
+	d := sha256.Sum256(b)
+	var hx [24]byte
+	hex.Encode(hx[:], d[:12])
+	id := identity{owner: string(hx[:]), lookup: make(http.Header, 6)}
 	for _, name := range credentialHeaders {
 		if vs := h[name]; len(vs) > 0 {
 			id.lookup[name] = vs
@@ -149,6 +154,14 @@ func deriveIdentity(h http.Header, requestID string) (identity, *badRequest) {
 		id.lookup.Set(apierror.HeaderRequestID, requestID)
 	}
 	return id, nil
+}
+
+// first is the first value of a canonical header name, "" when absent.
+func first(h http.Header, name string) string {
+	if vs := h[name]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 // credentialSpelling maps a header name that a server could read as a

@@ -10,17 +10,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/composio-guard/composio-guard/internal/app"
 	"github.com/composio-guard/composio-guard/internal/config"
-	"github.com/composio-guard/composio-guard/internal/intercept"
-	"github.com/composio-guard/composio-guard/internal/lock"
 	"github.com/composio-guard/composio-guard/internal/logging"
-	"github.com/composio-guard/composio-guard/internal/metrics"
-	"github.com/composio-guard/composio-guard/internal/server"
-	"github.com/composio-guard/composio-guard/internal/upstream"
 )
 
-// Allocation budgets of one request through the whole path, built as
-// cmd/proxy builds it: middleware chain (access line at INFO, metrics),
+// Allocation budgets of one request through the whole path, built by
+// internal/app as cmd/proxy builds it: middleware chain (access line at INFO, metrics),
 // router, guard, list client and ReverseProxy, against an in-process upstream
 // (a RoundTripper, so no socket is involved). The stub upstream's own
 // allocations (its answer, header map and body reader: 4 per call) are
@@ -128,8 +124,8 @@ func (w *discardWriter) WriteHeader(code int) {
 }
 func (w *discardWriter) Flush() {}
 
-// guardPath builds the proxy port's handler the way cmd/proxy's build does
-// (keep the two in step).
+// guardPath builds the proxy port's handler with internal/app, as cmd/proxy
+// does, in front of rt.
 func guardPath(tb testing.TB, rt http.RoundTripper) http.Handler {
 	tb.Helper()
 	cfg, err := config.LoadFrom(map[string]string{
@@ -141,32 +137,16 @@ func guardPath(tb testing.TB, rt http.RoundTripper) http.Handler {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	log, err := logging.New("info", io.Discard)
+	log, err := logging.New(string(cfg.Server.LogLevel), io.Discard)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m := metrics.New(metrics.Build{})
-	target := cfg.UpstreamBase()
-	proxy := upstream.NewProxy(target, rt, upstream.ProxyOptions{
-		TrustForwarded: cfg.TrustForwarded, Metrics: m, RetryAfterSeconds: cfg.RetryAfterSeconds(), Logger: log,
-	})
-	lister := upstream.NewListClient(target, rt, upstream.ListOptions{
-		Timeout: cfg.LookupTimeout, PageLimit: cfg.LookupPageLimit, MaxPages: cfg.LookupMaxPages,
-		UserAgent: "composio-guard/bench",
-		Breaker: upstream.BreakerOptions{
-			FailureThreshold: cfg.LookupBreakerThreshold, CoolDown: cfg.LookupBreakerCooldown,
-		},
-	}, m)
-	guard := intercept.NewGuard(intercept.Config{
-		Mode: string(cfg.Mode), FailureMode: string(cfg.FailureMode), MaxBodyBytes: cfg.MaxBodyBytes,
-		BodyReadTimeout: cfg.BodyReadTimeout, LookupTimeout: cfg.LookupTimeout,
-		LockWait: cfg.EffectiveLockWait(), LockTTL: cfg.LockTTL(),
-		PendingAction: string(cfg.PendingAction), PendingMaxTTL: cfg.PendingMaxTTL,
-		AllowMultiple: string(cfg.AllowMultiple), MultipleAuthConfigs: cfg.MultipleAuthConfigs,
-		RetryAfterSeconds: cfg.RetryAfterSeconds(),
-		SandboxMaxSize:    cfg.SandboxMaxSize, SandboxAllowedSizes: cfg.SandboxAllowedSizes, SandboxDefaultSize: cfg.SandboxDefaultSize,
-	}, lister, lock.NewMemory(), proxy, m)
-	return server.New(server.Options{Config: cfg, Logger: log, Metrics: m, Handler: intercept.Router(guard, proxy)}).Handler()
+	p, err := app.New(cfg, app.Options{Version: "bench", Logger: log, Transport: rt})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Close)
+	return p.Handler()
 }
 
 // barePath is the floor: httputil.ReverseProxy alone.

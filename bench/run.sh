@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Load benchmark: composio-guard side by side with a bare httputil.ReverseProxy
-# and the tiny upstream, over loopback, proxies pinned to CPU 0 and the load
-# generator (wrk) + upstream to CPU 1. Prints a table with the ratios of
-# issue 7 and exits non-zero when a target is missed.
+# Load benchmark: composio-guard side by side with a bare httputil.ReverseProxy,
+# a naive guard (guarded links) and the tiny upstream, over loopback, proxies
+# pinned to CPU 0 and the load generator (wrk) + upstream to CPU 1. Prints a
+# table with the ratios of issues 7 and 13 and exits non-zero when a target is
+# missed.
 #
 #   bench/run.sh            full run: 5 rounds of 5 s per target, targets back to back
 #   bench/run.sh -short     a few seconds per workload (CI runs it as a report)
@@ -43,15 +44,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "bench: building into $bin" >&2
-# As deploy/Dockerfile builds the release binary; the floor and the upstream alike.
+# As deploy/Dockerfile builds the release binary; the floors and the upstream alike.
 release() { CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$@"; }
 release "$bin/composio-guard" ./cmd/proxy
 release "$bin/bareproxy" ./bench/cmd/bareproxy
+release "$bin/naiveguard" ./bench/cmd/naiveguard
 release "$bin/upstream" ./bench/cmd/upstream
 go build -o "$bin/loadbench" ./bench/cmd/loadbench
 
 # loadbench itself shares the load CPU; it starts the proxies with taskset -c 0.
-taskset -c 1 "$bin/loadbench" -guard "$bin/composio-guard" -bare "$bin/bareproxy" -upstream "$bin/upstream" \
+taskset -c 1 "$bin/loadbench" -guard "$bin/composio-guard" -bare "$bin/bareproxy" -naive "$bin/naiveguard" -upstream "$bin/upstream" \
   -scripts bench/wrk "${args[@]}" &
 pid=$!
 set +e

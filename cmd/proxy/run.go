@@ -7,23 +7,16 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
-	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/composio-guard/composio-guard/internal/app"
 	"github.com/composio-guard/composio-guard/internal/composiotest"
 	"github.com/composio-guard/composio-guard/internal/config"
-	"github.com/composio-guard/composio-guard/internal/intercept"
-	"github.com/composio-guard/composio-guard/internal/lock"
 	"github.com/composio-guard/composio-guard/internal/logging"
-	"github.com/composio-guard/composio-guard/internal/metrics"
-	"github.com/composio-guard/composio-guard/internal/server"
-	"github.com/composio-guard/composio-guard/internal/upstream"
 )
 
 type options struct {
@@ -33,8 +26,8 @@ type options struct {
 	stderr      io.Writer
 }
 
-// run loads the configuration, builds the request path once and serves until
-// ctx ends.
+// run loads the configuration, builds the proxy once (internal/app) and
+// serves until ctx ends.
 func run(ctx context.Context, o options) error {
 	cfg, err := config.Load()
 	if err != nil {
@@ -54,7 +47,7 @@ func run(ctx context.Context, o options) error {
 		}
 		defer stopFake()
 	}
-	log, err := logging.New(string(cfg.LogLevel), o.stderr)
+	log, err := logging.New(string(cfg.Server.LogLevel), o.stderr)
 	if err != nil {
 		return fmt.Errorf("logger: %w", err)
 	}
@@ -67,158 +60,51 @@ func run(ctx context.Context, o options) error {
 		log.Warn("unknown GUARD_ settings ignored", zap.Strings("names", unknown))
 	}
 
-	m := metrics.New(metrics.Build{Version: version, Revision: revision})
-	handler, closeStore, err := build(cfg, m, log)
+	p, err := app.New(cfg, app.Options{Version: version, Revision: revision, Logger: log})
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	srv := server.New(server.Options{Config: cfg, Logger: log, Metrics: m, Handler: handler})
 	if o.demo {
 		go func() {
 			select {
-			case <-srv.Bound():
-				printDemo(o.stderr, srv.ProxyAddr(), srv.AdminAddr())
+			case <-p.Server.Bound():
+				printDemo(o.stderr, p.Server.ProxyAddr(), p.Server.AdminAddr())
 			case <-ctx.Done():
 			}
 		}()
 	}
-	return srv.Run(ctx)
-}
-
-// build assembles the request path: one transport (shared; NewProxy and
-// NewListClient instrument it per operation), one ReverseProxy, one list
-// client, one store, the guard, the router.
-func build(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (http.Handler, func(), error) {
-	target := cfg.UpstreamBase()
-	tr := upstream.NewTransport(upstream.TransportOptions{
-		DialTimeout:           cfg.UpstreamDialTimeout,
-		TLSHandshakeTimeout:   cfg.UpstreamTLSHandshakeTimeout,
-		ResponseHeaderTimeout: cfg.UpstreamResponseHeaderTimeout,
-		IdleConnTimeout:       cfg.UpstreamIdleConnTimeout,
-		MaxIdleConnsPerHost:   cfg.UpstreamMaxIdleConnsPerHost,
-	})
-	proxy := upstream.NewProxy(target, tr, upstream.ProxyOptions{
-		TrustForwarded:    cfg.TrustForwarded,
-		KeepOptIn:         cfg.Mode == config.ModeOff,
-		Metrics:           m,
-		RetryAfterSeconds: cfg.RetryAfterSeconds(),
-		Logger:            log,
-	})
-	lister := upstream.NewListClient(target, tr, upstream.ListOptions{
-		Timeout:   cfg.LookupTimeout,
-		PageLimit: cfg.LookupPageLimit,
-		MaxPages:  cfg.LookupMaxPages,
-		UserAgent: "composio-guard/" + version,
-		Breaker: upstream.BreakerOptions{
-			FailureThreshold: cfg.LookupBreakerThreshold,
-			CoolDown:         cfg.LookupBreakerCooldown,
-		},
-	}, m)
-
-	store, closeStore, err := openStore(cfg, m, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	guard := intercept.NewGuard(intercept.Config{
-		Mode:                string(cfg.Mode),
-		FailureMode:         string(cfg.FailureMode),
-		MaxBodyBytes:        cfg.MaxBodyBytes,
-		BodyBudgetBytes:     cfg.BodyBudgetBytes,
-		BodyReadTimeout:     cfg.BodyReadTimeout,
-		LookupTimeout:       cfg.LookupTimeout,
-		LockWait:            cfg.EffectiveLockWait(),
-		LockTTL:             cfg.LockTTL(),
-		PendingAction:       string(cfg.PendingAction),
-		PendingMaxTTL:       cfg.PendingMaxTTL,
-		AllowMultiple:       string(cfg.AllowMultiple),
-		MultipleAuthConfigs: cfg.MultipleAuthConfigs,
-		RetryAfterSeconds:   cfg.RetryAfterSeconds(),
-		SandboxMaxSize:      cfg.SandboxMaxSize,
-		SandboxAllowedSizes: cfg.SandboxAllowedSizes,
-		SandboxDefaultSize:  cfg.SandboxDefaultSize,
-	}, lister, store, proxy, m)
-	return intercept.Router(guard, proxy), closeStore, nil
-}
-
-func openStore(cfg config.Config, m *metrics.Metrics, log *zap.Logger) (lock.Store, func(), error) {
-	if cfg.LockBackend != config.LockRedis {
-		w := &evictionWarner{log: log, count: m.Leases.WithLabelValues(metrics.LeaseEvicted)}
-		return lock.NewMemoryWith(lock.MemoryOptions{OnEvict: w.evicted}), func() {}, nil
-	}
-	store, err := lock.NewRedis(lock.RedisOptions{
-		URL:       cfg.RedisURL,
-		KeyPrefix: cfg.RedisKeyPrefix,
-		Timeout:   cfg.RedisTimeout,
-		Metrics:   m,
-		Logger:    log,
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("redis lock backend: %w", err)
-	}
-	closeStore := func() {
-		if c, ok := store.(io.Closer); ok {
-			if err := c.Close(); err != nil {
-				log.Warn("closing redis", zap.Error(err))
-			}
-		}
-	}
-	return store, closeStore, nil
-}
-
-// evictionWarner counts the live leases the full memory store evicts, and
-// logs them at WARN, at most once per evictionWarnEvery with how many went
-// since the last line: a store kept full would otherwise log every link. The
-// line names nothing of a link (its key names a user). See docs/security.md,
-// "Resource exhaustion".
-type evictionWarner struct {
-	log   *zap.Logger
-	count prometheus.Counter
-
-	mu      sync.Mutex
-	last    time.Time
-	pending int
-}
-
-const evictionWarnEvery = 10 * time.Second
-
-func (w *evictionWarner) evicted() {
-	w.count.Inc()
-	w.mu.Lock()
-	w.pending++
-	now := time.Now()
-	if now.Sub(w.last) < evictionWarnEvery {
-		w.mu.Unlock()
-		return
-	}
-	n := w.pending
-	w.last, w.pending = now, 0
-	w.mu.Unlock()
-	w.log.Warn("pending-link lease store full: live leases evicted, closest to expiry first (a repeat of such a link is refused as pending, no longer replayed)",
-		zap.Int("evicted", n))
+	return p.Run(ctx)
 }
 
 // startDemoUpstream serves the fake Composio on loopback and points cfg at it.
-// The demo also listens on loopback only unless the addresses were set.
+// The demo also listens on loopback only unless the addresses were set. The
+// fake is served by a plain http.Server: the binary links no test helpers.
 func startDemoUpstream(cfg *config.Config) (func(), error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("demo upstream: %w", err)
 	}
 	fake := composiotest.New()
-	ts := &httptest.Server{Listener: l, Config: &http.Server{Handler: fake}}
-	ts.Start()
-	cfg.UpstreamURL = ts.URL
+	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }() // ErrServerClosed once stopped
+	cfg.Transport.URL = "http://" + l.Addr().String()
 	if _, set := os.LookupEnv("GUARD_LISTEN_ADDR"); !set {
-		cfg.ListenAddr = "127.0.0.1:8080"
+		cfg.Server.ListenAddr = "127.0.0.1:8080"
 	}
 	if _, set := os.LookupEnv("GUARD_ADMIN_ADDR"); !set {
-		cfg.AdminAddr = "127.0.0.1:9090"
+		cfg.Server.AdminAddr = "127.0.0.1:9090"
 	}
 	if _, set := os.LookupEnv("GUARD_DRAIN_DELAY"); !set {
-		cfg.DrainDelay = 0
+		cfg.Server.DrainDelay = 0
 	}
-	return func() { fake.Close(); ts.Close() }, nil
+	return func() {
+		fake.Close() // release hung requests first, so that Shutdown can finish
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			_ = srv.Close()
+		}
+	}, nil
 }
 
 func printDemo(w io.Writer, proxyAddr, adminAddr string) {

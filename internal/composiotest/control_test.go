@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/composiotest/fakeserver"
 )
 
 func TestControlAPI(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	decode := func(a answer, v any) {
 		t.Helper()
 		if err := json.Unmarshal(a.raw, v); err != nil {

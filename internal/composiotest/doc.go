@@ -3,15 +3,17 @@
 // the real one closely enough for the real SDKs (@composio/core 0.8.x and
 // 0.21.x) to run against it, with faults and a request log for tests.
 //
-// Use it in-process:
+// Use it in-process, in a test, with package fakeserver (kept apart, so that
+// this package imports neither testing nor net/http/httptest):
 //
-//	fake, srv := composiotest.NewServer(t)
+//	fake, srv := fakeserver.New(t)
 //	fake.AddAccount(composiotest.Account{Credential: "key_1", UserID: "u1", AuthConfigID: "ac_1"})
 //	// point the code under test at srv.URL, then look at fake.Requests()
 //
-// or as a process (go build ./cmd/fakecomposio), which prints
-// {"msg":"listening","addr":"127.0.0.1:PORT"} on stdout and is driven through
-// the control API below.
+// or serve the Fake that New returns (an http.Handler) with a plain
+// http.Server, as cmd/proxy -demo does, or run it as a process (go build
+// ./cmd/fakecomposio), which prints {"msg":"listening","addr":"127.0.0.1:PORT"}
+// on stdout and is driven through the control API below.
 //
 // # What it serves
 //

@@ -7,12 +7,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
@@ -135,19 +133,6 @@ func New(opts ...Option) *Fake {
 		o(f)
 	}
 	return f
-}
-
-// NewServer starts the fake on a loopback httptest server and stops both when
-// the test ends (releasing hung requests first, so the server can close).
-func NewServer(t testing.TB, opts ...Option) (*Fake, *httptest.Server) {
-	t.Helper()
-	f := New(opts...)
-	srv := httptest.NewServer(f)
-	t.Cleanup(func() {
-		f.Close()
-		srv.Close()
-	})
-	return f, srv
 }
 
 // Close releases requests held by hang and latency faults. The fake keeps

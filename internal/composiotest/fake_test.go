@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/composiotest/fakeserver"
 )
 
 // clock is a settable time source for the fake.
@@ -22,7 +23,7 @@ func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return 
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func TestCredentials(t *testing.T) {
-	_, srv := composiotest.NewServer(t)
+	_, srv := fakeserver.New(t)
 	tests := []struct {
 		name   string
 		hdr    []string
@@ -51,7 +52,7 @@ func TestCredentials(t *testing.T) {
 }
 
 func TestProjectsArePartitioned(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	userP1 := http.Header{"X-User-Api-Key": {"uk"}, "X-Org-Id": {"o1"}, "X-Project-Id": {"p1"}}
 	p1, err := composiotest.ProjectOf(userP1)
 	if err != nil {
@@ -91,7 +92,7 @@ func TestProjectsArePartitioned(t *testing.T) {
 
 func TestLink(t *testing.T) {
 	c := &clock{t: time.Date(2026, 4, 28, 10, 0, 0, 0, time.UTC)}
-	fake, srv := composiotest.NewServer(t, composiotest.WithClock(c.now), composiotest.WithToolkit("ac_gm", "gmail"))
+	fake, srv := fakeserver.New(t, composiotest.WithClock(c.now), composiotest.WithToolkit("ac_gm", "gmail"))
 
 	a := call(t, srv.URL, "POST", "/api/v3/connected_accounts/link",
 		`{"auth_config_id":"ac_gm","user_id":"u1","callback_url":"https://app.example/cb","alias":"work"}`, "x-api-key", "k1")
@@ -135,7 +136,7 @@ func TestLink(t *testing.T) {
 }
 
 func TestLinkValidation(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	tests := []struct{ name, body string }{
 		{"not json", `user_id=u1`},
 		{"array", `[]`},
@@ -160,7 +161,7 @@ func TestLinkValidation(t *testing.T) {
 }
 
 func TestLegacyCreate(t *testing.T) {
-	fake, srv := composiotest.NewServer(t, composiotest.WithManagedOAuth("ac_managed"))
+	fake, srv := fakeserver.New(t, composiotest.WithManagedOAuth("ac_managed"))
 	a := call(t, srv.URL, "POST", "/api/v3/connected_accounts",
 		`{"auth_config":{"id":"ac_1"},"connection":{"callback_url":"https://app.example/cb"}}`, "x-api-key", "k1")
 	if a.status != http.StatusCreated {
@@ -194,7 +195,7 @@ func TestLegacyCreate(t *testing.T) {
 }
 
 func TestListFilters(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	add := func(user, cfg, status, typ, toolkit string) string {
 		return fake.AddAccount(composiotest.Account{Credential: "k1", UserID: user, AuthConfigID: cfg,
 			Status: status, AccountType: typ, Toolkit: toolkit}).ID
@@ -260,7 +261,7 @@ func TestListFilters(t *testing.T) {
 }
 
 func TestListItemShape(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	acc := fake.AddAccount(composiotest.Account{Credential: "k1", UserID: "u1", AuthConfigID: "ac_1"})
 	for _, path := range []string{"/api/v3/connected_accounts", "/api/v3.1/connected_accounts/" + acc.ID} {
 		a := call(t, srv.URL, "GET", path, "", "x-api-key", "k1")
@@ -288,7 +289,7 @@ func TestListItemShape(t *testing.T) {
 }
 
 func TestListPagination(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	var added []string
 	for i := range 45 {
 		added = append(added, fake.AddAccount(composiotest.Account{Credential: "k1", UserID: "u" + strconv.Itoa(i%3), AuthConfigID: "ac_1"}).ID)
@@ -342,7 +343,7 @@ func TestListPagination(t *testing.T) {
 }
 
 func TestScopedKeyCannotList(t *testing.T) {
-	_, srv := composiotest.NewServer(t)
+	_, srv := fakeserver.New(t)
 	if a := call(t, srv.URL, "GET", "/api/v3/connected_accounts?user_ids=u1", "", "x-api-key", "scoped_nolist_1"); a.status != http.StatusForbidden || a.errSlug() != composiotest.SlugForbidden {
 		t.Errorf("list: %d %s, want 403 envelope", a.status, a.raw)
 	}
@@ -352,7 +353,7 @@ func TestScopedKeyCannotList(t *testing.T) {
 }
 
 func TestGetAndDelete(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	acc := fake.AddAccount(composiotest.Account{Credential: "k1", UserID: "u1", AuthConfigID: "ac_1"})
 	if a := call(t, srv.URL, "GET", "/api/v3/connected_accounts/"+acc.ID, "", "x-api-key", "k1"); a.status != 200 || a.str("id") != acc.ID {
 		t.Errorf("get: %d %s", a.status, a.raw)
@@ -366,7 +367,7 @@ func TestGetAndDelete(t *testing.T) {
 }
 
 func TestUnknownRoutes(t *testing.T) {
-	_, srv := composiotest.NewServer(t)
+	_, srv := fakeserver.New(t)
 	for _, tc := range []struct{ method, path string }{
 		{"GET", "/api/v3/toolkits"},
 		{"PUT", "/api/v3/connected_accounts"},
@@ -384,7 +385,7 @@ func TestUnknownRoutes(t *testing.T) {
 
 func TestRateLimitHeaders(t *testing.T) {
 	c := &clock{t: time.Date(2026, 4, 28, 10, 0, 5, 0, time.UTC)}
-	_, srv := composiotest.NewServer(t, composiotest.WithClock(c.now), composiotest.WithRateLimit(3))
+	_, srv := fakeserver.New(t, composiotest.WithClock(c.now), composiotest.WithRateLimit(3))
 	remaining := func(key string) string {
 		a := call(t, srv.URL, "GET", "/api/v3/connected_accounts", "", "x-api-key", key)
 		if a.header.Get("X-RateLimit") != "3" || a.header.Get("X-RateLimit-Window-Size") != "60s" {
@@ -417,7 +418,7 @@ func TestRateLimitHeaders(t *testing.T) {
 
 func TestRateLimitEnforced(t *testing.T) {
 	c := &clock{t: time.Date(2026, 4, 28, 10, 0, 45, 0, time.UTC)}
-	fake, srv := composiotest.NewServer(t, composiotest.WithClock(c.now), composiotest.WithRateLimit(2), composiotest.WithRateLimitEnforced())
+	fake, srv := fakeserver.New(t, composiotest.WithClock(c.now), composiotest.WithRateLimit(2), composiotest.WithRateLimitEnforced())
 	link := `{"user_id":"u1","auth_config_id":"ac_1"}`
 	var statuses []int
 	var last answer
@@ -437,7 +438,7 @@ func TestRateLimitEnforced(t *testing.T) {
 }
 
 func TestRequestIDEcho(t *testing.T) {
-	_, srv := composiotest.NewServer(t)
+	_, srv := fakeserver.New(t)
 	a := call(t, srv.URL, "GET", "/api/v3/connected_accounts/ca_missing", "", "x-api-key", "k1", "x-request-id", "req-42")
 	e, _ := a.json["error"].(map[string]any)
 	if a.header.Get("X-Request-Id") != "req-42" || e["request_id"] != "req-42" {
@@ -450,7 +451,7 @@ func TestRequestIDEcho(t *testing.T) {
 }
 
 func TestSessions(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	create := `{"user_id":"u1","toolkits":{"enable":["gmail"]},"workbench":{"enable":true,"sandbox_size":"large"}}`
 	a := call(t, srv.URL, "POST", "/api/v3/tool_router/session", create, "x-api-key", "k1")
 	if a.status != http.StatusCreated {
@@ -527,7 +528,7 @@ func TestSessions(t *testing.T) {
 }
 
 func TestAccountHelpers(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	l := call(t, srv.URL, "POST", "/api/v3/connected_accounts/link", `{"user_id":"u1","auth_config_id":"ac_1"}`, "x-api-key", "k1")
 	id := l.str("connected_account_id")
 	if fake.CountActive("k1", "u1", "ac_1") != 0 || fake.CountInitiated("k1", "u1", "ac_1") != 1 {
@@ -562,7 +563,7 @@ func TestAccountHelpers(t *testing.T) {
 }
 
 func TestRequestLog(t *testing.T) {
-	fake, srv := composiotest.NewServer(t, composiotest.WithRequestLogLimit(3))
+	fake, srv := fakeserver.New(t, composiotest.WithRequestLogLimit(3))
 	body := `{"user_id":"u1","auth_config_id":"ac_1"}`
 	call(t, srv.URL, "POST", "/api/v3/connected_accounts/link", body, "x-api-key", "k1", "x-sdk-version", "0.8.1")
 	call(t, srv.URL, "GET", "/api/v3/connected_accounts?user_ids=u1%2Cu2", "", "x-api-key", "k1")

@@ -1,12 +1,12 @@
 package composiotest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"time"
 )
@@ -179,15 +179,15 @@ func (f *Fake) applyFault(w http.ResponseWriter, r *http.Request, fl Fault, norm
 			resetConn(w)
 		}
 	case fl.Truncate:
-		rec := httptest.NewRecorder()
+		rec := &recorder{header: http.Header{}}
 		normal(rec)
-		for k, vs := range rec.Header() {
+		for k, vs := range rec.header {
 			w.Header()[k] = vs
 		}
-		b := rec.Body.Bytes()
+		b := rec.body.Bytes()
 		b = b[:len(b)/2]
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		w.WriteHeader(rec.Code)
+		w.WriteHeader(rec.status())
 		_, _ = w.Write(b)
 	case fl.NotJSON:
 		status := fl.Status
@@ -235,4 +235,32 @@ func resetConn(w http.ResponseWriter) {
 		_ = tc.SetLinger(0)
 	}
 	_ = conn.Close()
+}
+
+// recorder keeps the normal answer that a Truncate fault cuts in half (the
+// fake links no test helpers: see package fakeserver).
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return r.body.Write(b)
+}
+
+func (r *recorder) status() int {
+	if r.code == 0 {
+		return http.StatusOK
+	}
+	return r.code
 }

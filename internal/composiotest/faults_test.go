@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/composiotest/fakeserver"
 )
 
 const linkBody = `{"user_id":"u1","auth_config_id":"ac_1"}`
@@ -34,7 +35,7 @@ func TestFaultAnswers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fake, srv := composiotest.NewServer(t)
+			fake, srv := fakeserver.New(t)
 			if err := fake.SetFault(composiotest.RouteLink, tc.fault); err != nil {
 				t.Fatal(err)
 			}
@@ -69,7 +70,7 @@ func TestFaultAnswers(t *testing.T) {
 }
 
 func TestFaultReset(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	if err := fake.SetFault(composiotest.RouteList, composiotest.Fault{Reset: true, Times: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func TestFaultReset(t *testing.T) {
 }
 
 func TestFaultHang(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	if err := fake.SetFault(composiotest.RouteAny, composiotest.Fault{Hang: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestFaultHang(t *testing.T) {
 }
 
 func TestFaultSelection(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -199,7 +200,7 @@ func TestFaultJSON(t *testing.T) {
 }
 
 func TestTruncatedBodyIsCut(t *testing.T) {
-	fake, srv := composiotest.NewServer(t)
+	fake, srv := fakeserver.New(t)
 	fake.AddAccount(composiotest.Account{Credential: "k1", UserID: "u1", AuthConfigID: "ac_1"})
 	whole := call(t, srv.URL, "GET", "/api/v3/connected_accounts", "", "x-api-key", "k1")
 	if err := fake.SetFault(composiotest.RouteList, composiotest.Fault{Truncate: true}); err != nil {

@@ -5,6 +5,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/composio-guard/composio-guard/internal/lock"
+	"github.com/composio-guard/composio-guard/internal/server"
+	"github.com/composio-guard/composio-guard/internal/upstream"
 )
 
 func TestDefaults(t *testing.T) {
@@ -17,52 +21,52 @@ func TestDefaults(t *testing.T) {
 		got  any
 		want any
 	}{
-		{"UpstreamURL", c.UpstreamURL, "https://backend.composio.dev"},
-		{"ListenAddr", c.ListenAddr, ":8080"},
-		{"AdminAddr", c.AdminAddr, ":9090"},
-		{"Mode", c.Mode, ModeEnforce},
-		{"FailureMode", c.FailureMode, FailureClosed},
-		{"MaxBodyBytes", c.MaxBodyBytes, int64(1 << 20)},
-		{"BodyBudgetBytes", c.BodyBudgetBytes, int64(64 << 20)},
+		{"UpstreamURL", c.Transport.URL, "https://backend.composio.dev"},
+		{"ListenAddr", c.Server.ListenAddr, ":8080"},
+		{"AdminAddr", c.Server.AdminAddr, ":9090"},
+		{"Mode", c.Guard.Mode, ModeEnforce},
+		{"FailureMode", c.Guard.FailureMode, FailureClosed},
+		{"MaxBodyBytes", c.Guard.MaxBodyBytes, int64(1 << 20)},
+		{"BodyBudgetBytes", c.Guard.BodyBudgetBytes, int64(64 << 20)},
 		{"Notes", len(c.Notes()), 0},
-		{"LookupTimeout", c.LookupTimeout, 5 * time.Second},
-		{"LookupPageLimit", c.LookupPageLimit, 100},
-		{"LookupMaxPages", c.LookupMaxPages, 10},
-		{"LookupBreakerThreshold", c.LookupBreakerThreshold, 5},
-		{"LookupBreakerCooldown", c.LookupBreakerCooldown, 10 * time.Second},
-		{"PendingAction", c.PendingAction, PendingReplay},
-		{"PendingMaxTTL", c.PendingMaxTTL, 15 * time.Minute},
-		{"AllowMultiple", c.AllowMultiple, AllowMultipleFlag},
-		{"MultipleAuthConfigs", len(c.MultipleAuthConfigs), 0},
-		{"LockBackend", c.LockBackend, LockMemory},
-		{"LockWait", c.LockWait, time.Duration(0)},
+		{"LookupTimeout", c.Lookup.Timeout, 5 * time.Second},
+		{"LookupPageLimit", c.Lookup.PageLimit, 100},
+		{"LookupMaxPages", c.Lookup.MaxPages, 10},
+		{"LookupBreakerThreshold", c.Lookup.BreakerThreshold, 5},
+		{"LookupBreakerCooldown", c.Lookup.BreakerCooldown, 10 * time.Second},
+		{"PendingAction", c.Guard.PendingAction, PendingReplay},
+		{"PendingMaxTTL", c.Guard.PendingMaxTTL, 15 * time.Minute},
+		{"AllowMultiple", c.Guard.AllowMultiple, AllowMultipleFlag},
+		{"MultipleAuthConfigs", len(c.Guard.MultipleAuthConfigs), 0},
+		{"LockBackend", c.Lock.Backend, lock.BackendMemory},
+		{"LockWait", c.Lock.Wait, time.Duration(0)},
 		{"EffectiveLockWait", c.EffectiveLockWait(), 65 * time.Second},
-		{"RedisKeyPrefix", c.RedisKeyPrefix, "composio-guard:"},
-		{"RedisTimeout", c.RedisTimeout, 500 * time.Millisecond},
-		{"RetryAfter", c.RetryAfter, time.Second},
-		{"RetryAfterSeconds", c.RetryAfterSeconds(), 1},
-		{"UpstreamDialTimeout", c.UpstreamDialTimeout, 5 * time.Second},
-		{"UpstreamTLSHandshakeTimeout", c.UpstreamTLSHandshakeTimeout, 5 * time.Second},
-		{"UpstreamResponseHeaderTimeout", c.UpstreamResponseHeaderTimeout, 60 * time.Second},
-		{"UpstreamIdleConnTimeout", c.UpstreamIdleConnTimeout, 90 * time.Second},
-		{"UpstreamMaxIdleConnsPerHost", c.UpstreamMaxIdleConnsPerHost, 256},
-		{"ReadHeaderTimeout", c.ReadHeaderTimeout, 10 * time.Second},
-		{"IdleTimeout", c.IdleTimeout, 120 * time.Second},
-		{"MaxHeaderBytes", c.MaxHeaderBytes, 65536},
-		{"TrustForwarded", c.TrustForwarded, false},
-		{"ShutdownGrace", c.ShutdownGrace, 25 * time.Second},
-		{"DrainDelay", c.DrainDelay, 5 * time.Second},
-		{"LogLevel", c.LogLevel, LevelInfo},
-		{"Pprof", c.Pprof, false},
-		{"SandboxPolicy", c.SandboxPolicy(), false},
-		{"SandboxAllowed", c.SandboxAllowed(), SandboxSizes},
+		{"RedisKeyPrefix", c.Lock.RedisKeyPrefix, "composio-guard:"},
+		{"RedisTimeout", c.Lock.RedisTimeout, 500 * time.Millisecond},
+		{"RetryAfter", c.Guard.RetryAfter, time.Second},
+		{"RetryAfterSeconds", c.Guard.RetryAfterSeconds(), 1},
+		{"UpstreamDialTimeout", c.Transport.DialTimeout, 5 * time.Second},
+		{"UpstreamTLSHandshakeTimeout", c.Transport.TLSHandshakeTimeout, 5 * time.Second},
+		{"UpstreamResponseHeaderTimeout", c.Transport.ResponseHeaderTimeout, 60 * time.Second},
+		{"UpstreamIdleConnTimeout", c.Transport.IdleConnTimeout, 90 * time.Second},
+		{"UpstreamMaxIdleConnsPerHost", c.Transport.MaxIdleConnsPerHost, 256},
+		{"ReadHeaderTimeout", c.Server.ReadHeaderTimeout, 10 * time.Second},
+		{"IdleTimeout", c.Server.IdleTimeout, 120 * time.Second},
+		{"MaxHeaderBytes", c.Server.MaxHeaderBytes, 65536},
+		{"TrustForwarded", c.Server.TrustForwarded, false},
+		{"ShutdownGrace", c.Server.ShutdownGrace, 25 * time.Second},
+		{"DrainDelay", c.Server.DrainDelay, 5 * time.Second},
+		{"LogLevel", c.Server.LogLevel, server.LevelInfo},
+		{"Pprof", c.Server.Pprof, false},
+		{"SandboxPolicy", c.Guard.SandboxPolicy(), false},
+		{"SandboxAllowed", c.Guard.SandboxAllowed(), SandboxSizes},
 	}
 	for _, tc := range checks {
 		if !reflect.DeepEqual(tc.got, tc.want) {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
-	if c.LockTTL() <= c.LookupTimeout+c.UpstreamResponseHeaderTimeout {
+	if c.LockTTL() <= c.Lookup.Timeout+c.Transport.ResponseHeaderTimeout {
 		t.Errorf("LockTTL %s must exceed lookup + response header timeout", c.LockTTL())
 	}
 }
@@ -75,28 +79,28 @@ func TestValidSettings(t *testing.T) {
 	}{
 		{"enums are case and space insensitive", map[string]string{"GUARD_MODE": " Shadow ", "GUARD_FAILURE_MODE": "OPEN", "GUARD_LOG_LEVEL": "Debug"},
 			func(t *testing.T, c Config) {
-				if c.Mode != ModeShadow || c.FailureMode != FailureOpen || c.LogLevel != LevelDebug {
-					t.Errorf("got %s %s %s", c.Mode, c.FailureMode, c.LogLevel)
+				if c.Guard.Mode != ModeShadow || c.Guard.FailureMode != FailureOpen || c.Server.LogLevel != server.LevelDebug {
+					t.Errorf("got %s %s %s", c.Guard.Mode, c.Guard.FailureMode, c.Server.LogLevel)
 				}
 			}},
 		{"lists are trimmed, empties dropped", map[string]string{"GUARD_MULTIPLE_AUTH_CONFIGS": " ac_One, ac_two,,", "GUARD_SANDBOX_ALLOWED_SIZES": "Standard, medium"},
 			func(t *testing.T, c Config) {
-				if !reflect.DeepEqual(c.MultipleAuthConfigs, []string{"ac_One", "ac_two"}) {
-					t.Errorf("auth configs %q", c.MultipleAuthConfigs)
+				if !reflect.DeepEqual(c.Guard.MultipleAuthConfigs, []string{"ac_One", "ac_two"}) {
+					t.Errorf("auth configs %q", c.Guard.MultipleAuthConfigs)
 				}
-				if !c.MultipleAllowedFor("ac_One") || c.MultipleAllowedFor("ac_one") || c.MultipleAllowedFor("") {
+				if !c.Guard.MultipleAllowedFor("ac_One") || c.Guard.MultipleAllowedFor("ac_one") || c.Guard.MultipleAllowedFor("") {
 					t.Error("MultipleAllowedFor must match ids exactly")
 				}
-				if !reflect.DeepEqual(c.SandboxAllowed(), []SandboxSize{SandboxStandard, SandboxMedium}) {
-					t.Errorf("allowed %v", c.SandboxAllowed())
+				if !reflect.DeepEqual(c.Guard.SandboxAllowed(), []SandboxSize{SandboxStandard, SandboxMedium}) {
+					t.Errorf("allowed %v", c.Guard.SandboxAllowed())
 				}
 			}},
 		{"ceiling and set intersect", map[string]string{"GUARD_SANDBOX_MAX_SIZE": "large", "GUARD_SANDBOX_ALLOWED_SIZES": "standard,large,xlarge", "GUARD_SANDBOX_DEFAULT_SIZE": "large"},
 			func(t *testing.T, c Config) {
-				if !reflect.DeepEqual(c.SandboxAllowed(), []SandboxSize{SandboxStandard, SandboxLarge}) {
-					t.Errorf("allowed %v", c.SandboxAllowed())
+				if !reflect.DeepEqual(c.Guard.SandboxAllowed(), []SandboxSize{SandboxStandard, SandboxLarge}) {
+					t.Errorf("allowed %v", c.Guard.SandboxAllowed())
 				}
-				if c.SandboxAllows("medium") || c.SandboxAllows("xlarge") || c.SandboxAllows("huge") {
+				if c.Guard.SandboxAllows("medium") || c.Guard.SandboxAllows("xlarge") || c.Guard.SandboxAllows("huge") {
 					t.Error("medium, xlarge and unknown tiers must be refused")
 				}
 			}},
@@ -105,8 +109,8 @@ func TestValidSettings(t *testing.T) {
 		{"same port on two hosts", map[string]string{"GUARD_LISTEN_ADDR": "127.0.0.1:9000", "GUARD_ADMIN_ADDR": "127.0.0.2:9000"}, nil},
 		{"retry-after rounds up", map[string]string{"GUARD_RETRY_AFTER": "1500ms"},
 			func(t *testing.T, c Config) {
-				if c.RetryAfterSeconds() != 2 {
-					t.Errorf("RetryAfterSeconds = %d", c.RetryAfterSeconds())
+				if c.Guard.RetryAfterSeconds() != 2 {
+					t.Errorf("RetryAfterSeconds = %d", c.Guard.RetryAfterSeconds())
 				}
 			}},
 		{"explicit lock wait", map[string]string{"GUARD_LOCK_WAIT": "2s"},
@@ -117,7 +121,7 @@ func TestValidSettings(t *testing.T) {
 			}},
 		{"upstream with path prefix", map[string]string{"GUARD_UPSTREAM_URL": "http://127.0.0.1:4000/base"},
 			func(t *testing.T, c Config) {
-				if u := c.UpstreamBase(); u == nil || u.Host != "127.0.0.1:4000" || u.Path != "/base" {
+				if u := c.Transport.Base(); u == nil || u.Host != "127.0.0.1:4000" || u.Path != "/base" {
 					t.Errorf("UpstreamBase = %v", u)
 				}
 			}},
@@ -266,13 +270,13 @@ func TestStringRedacts(t *testing.T) {
 			if tc.secret != "" && strings.Contains(s, tc.secret) {
 				t.Errorf("String() leaks the secret:\n%s", s)
 			}
-			if c.RedisURL != tc.redisURL {
-				t.Errorf("the usable URL must stay intact, got %q", c.RedisURL)
+			if c.Lock.RedisURL != tc.redisURL {
+				t.Errorf("the usable URL must stay intact, got %q", c.Lock.RedisURL)
 			}
 		})
 	}
 	// An unparseable URL is masked whole, and every setting is listed.
-	c := Config{RedisURL: "redis://:pw@h:port\x7f"}
+	c := Config{Lock: lock.Settings{RedisURL: "redis://:pw@h:port\x7f"}}
 	s := c.String()
 	if strings.Contains(s, "pw") || !strings.Contains(s, "GUARD_REDIS_URL=xxxxx") {
 		t.Errorf("unparseable URL not masked: %s", s)
@@ -317,8 +321,8 @@ func TestBodyBudgetFitsBodyCap(t *testing.T) {
 			if err != nil {
 				t.Fatalf("LoadFrom: %v", err)
 			}
-			if c.BodyBudgetBytes != tc.budget || c.MaxBodyBytes != tc.max {
-				t.Errorf("budget %d, cap %d; want %d, %d", c.BodyBudgetBytes, c.MaxBodyBytes, tc.budget, tc.max)
+			if c.Guard.BodyBudgetBytes != tc.budget || c.Guard.MaxBodyBytes != tc.max {
+				t.Errorf("budget %d, cap %d; want %d, %d", c.Guard.BodyBudgetBytes, c.Guard.MaxBodyBytes, tc.budget, tc.max)
 			}
 			notes := strings.Join(c.Notes(), "\n")
 			if tc.note == "" && notes != "" || !strings.Contains(notes, tc.note) {
@@ -328,8 +332,55 @@ func TestBodyBudgetFitsBodyCap(t *testing.T) {
 	}
 	// A Config built in code is checked as given.
 	c, _ := LoadFrom(map[string]string{})
-	c.MaxBodyBytes, c.BodyBudgetBytes = 2<<20, 1<<20
+	c.Guard.MaxBodyBytes, c.Guard.BodyBudgetBytes = 2<<20, 1<<20
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "GUARD_BODY_BUDGET_BYTES") {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+// A parse error names only the Go field: field names must be unique across
+// Config for varName to name the right variable.
+func TestFieldNamesUnique(t *testing.T) {
+	seen := map[string]string{}
+	walk(reflect.ValueOf(Config{}), func(key string, sf reflect.StructField, _ reflect.Value) {
+		if other, dup := seen[sf.Name]; dup {
+			t.Errorf("field %s reads both %s and %s", sf.Name, other, key)
+		}
+		seen[sf.Name] = key
+	})
+	if len(seen) < 39 {
+		t.Errorf("walk found %d settings", len(seen))
+	}
+	if got := varName("BreakerCooldown"); got != "GUARD_LOOKUP_BREAKER_COOLDOWN" {
+		t.Errorf("varName = %s", got)
+	}
+}
+
+// Each package's defaults come from its own envDefault tags, and they are
+// what Config reads when nothing is set: one source of defaults.
+func TestPackageDefaultsAreConfigDefaults(t *testing.T) {
+	c, err := LoadFrom(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := server.DefaultSettings(); d != c.Server {
+		t.Errorf("server defaults %+v, config %+v", d, c.Server)
+	}
+	if d := upstream.DefaultLookupSettings(); d != c.Lookup {
+		t.Errorf("lookup defaults %+v, config %+v", d, c.Lookup)
+	}
+	if d := upstream.DefaultTransportSettings(); d != c.Transport {
+		t.Errorf("transport defaults %+v, config %+v", d, c.Transport)
+	}
+	if d := lock.DefaultSettings(); d != c.Lock {
+		t.Errorf("lock defaults %+v, config %+v", d, c.Lock)
+	}
+	for name, err := range map[string]error{
+		"server": server.DefaultSettings().Validate(), "lookup": upstream.DefaultLookupSettings().Validate(),
+		"transport": upstream.DefaultTransportSettings().Validate(), "lock": lock.DefaultSettings().Validate(),
+	} {
+		if err != nil {
+			t.Errorf("%s defaults do not validate: %v", name, err)
+		}
 	}
 }

@@ -152,9 +152,9 @@ func parseSandbox(b []byte) (ask sandboxAsk, br *badRequest) {
 type sandboxPolicy struct {
 	tools   *bodyTools
 	rules   SandboxRules
-	allowed []string      // tiers the policy allows, smallest first
-	def     string        // GUARD_SANDBOX_DEFAULT_SIZE, "" for none
-	mode    string        // for the "sandbox will be recreated" line
+	allowed []string // tiers the policy allows, smallest first
+	def     string   // GUARD_SANDBOX_DEFAULT_SIZE, "" for none
+	mode    string   // for the "sandbox will be recreated" line
 }
 
 func newSandboxPolicy(cfg Config, tools *bodyTools) *sandboxPolicy {

@@ -20,12 +20,8 @@ import (
 	"github.com/composio-guard/composio-guard/internal/metrics"
 )
 
-// Defaults of RedisOptions.
-const (
-	DefaultRedisKeyPrefix    = "composio-guard:"
-	DefaultRedisTimeout      = 500 * time.Millisecond
-	DefaultRedisPingInterval = 5 * time.Second
-)
+// DefaultRedisPingInterval is RedisOptions.PingInterval's default.
+const DefaultRedisPingInterval = 5 * time.Second
 
 // Reasons of metrics.LockErrors{backend="redis"} counted by the backend: a
 // closed set, distinct from the one reason the guard counts (timeout: a lock
@@ -54,16 +50,8 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
-// RedisOptions configures NewRedis.
+// RedisOptions are what NewRedis needs beside Settings.
 type RedisOptions struct {
-	// URL is redis://[user:password@]host:port/db or rediss:// for TLS. URL
-	// query options of go-redis (dial_timeout, pool_size...) are honoured.
-	URL string
-	// KeyPrefix starts every key; default DefaultRedisKeyPrefix.
-	KeyPrefix string
-	// Timeout bounds every Redis call (and dial, read, write); default
-	// DefaultRedisTimeout.
-	Timeout time.Duration
 	// Metrics receives LockErrors and BackendUp; nil uses a private set.
 	Metrics *metrics.Metrics
 	// PingInterval is how often a background PING refreshes BackendUp while
@@ -104,8 +92,8 @@ var _ Store = (*Redis)(nil)
 // failure (the guard's failure mode decides per request), it shows as
 // BackendUp{backend="redis"} 0 and as errors per call until Redis answers.
 // Only a malformed URL is an error.
-func NewRedis(o RedisOptions) (Store, error) {
-	opt, err := redis.ParseURL(o.URL)
+func NewRedis(s Settings, o RedisOptions) (Store, error) {
+	opt, err := redis.ParseURL(s.RedisURL)
 	if err != nil {
 		// url.Error quotes the whole URL, password included: keep only the cause.
 		var ue *url.Error
@@ -114,11 +102,12 @@ func NewRedis(o RedisOptions) (Store, error) {
 		}
 		return nil, fmt.Errorf("lock: invalid GUARD_REDIS_URL: %w", err)
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultRedisTimeout
+	def := DefaultSettings()
+	if s.RedisTimeout <= 0 {
+		s.RedisTimeout = def.RedisTimeout
 	}
-	if o.KeyPrefix == "" {
-		o.KeyPrefix = DefaultRedisKeyPrefix
+	if s.RedisKeyPrefix == "" {
+		s.RedisKeyPrefix = def.RedisKeyPrefix
 	}
 	if o.PingInterval == 0 {
 		o.PingInterval = DefaultRedisPingInterval
@@ -129,16 +118,16 @@ func NewRedis(o RedisOptions) (Store, error) {
 	// Timeouts no longer than one call's budget, unless the URL says otherwise:
 	// a down or slow Redis must fail the call, never hang the client.
 	if opt.DialTimeout == 0 {
-		opt.DialTimeout = o.Timeout
+		opt.DialTimeout = s.RedisTimeout
 	}
 	if opt.ReadTimeout == 0 {
-		opt.ReadTimeout = o.Timeout
+		opt.ReadTimeout = s.RedisTimeout
 	}
 	if opt.WriteTimeout == 0 {
-		opt.WriteTimeout = o.Timeout
+		opt.WriteTimeout = s.RedisTimeout
 	}
 	if opt.PoolTimeout == 0 {
-		opt.PoolTimeout = o.Timeout
+		opt.PoolTimeout = s.RedisTimeout
 	}
 	opt.ContextTimeoutEnabled = true
 	// One dial attempt per call: the caller's own loop (or the next request)
@@ -159,8 +148,8 @@ func NewRedis(o RedisOptions) (Store, error) {
 
 	r := &Redis{
 		client:  redis.NewClient(opt),
-		prefix:  o.KeyPrefix,
-		timeout: o.Timeout,
+		prefix:  s.RedisKeyPrefix,
+		timeout: s.RedisTimeout,
 		m:       o.Metrics,
 		stop:    make(chan struct{}),
 	}

@@ -36,7 +36,7 @@ func TestRedisServerContract(t *testing.T) {
 	locktest.Run(t, func(t *testing.T) lock.Store {
 		// One server for the whole suite: a prefix per subtest keeps them apart.
 		p := "contract-" + strconv.FormatInt(n.Add(1), 10) + ":"
-		s, _ := newRedis(t, srv.URL(), func(o *lock.RedisOptions) { o.KeyPrefix = p })
+		s, _ := newRedis(t, srv.URL(), func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = p })
 		return s
 	})
 }

@@ -30,14 +30,15 @@ const prefix = "composio-guard:"
 
 // newRedis opens a Redis store on url with its own metrics and closes it at
 // the end of the test.
-func newRedis(t *testing.T, url string, mod ...func(*lock.RedisOptions)) (lock.Store, *metrics.Metrics) {
+func newRedis(t *testing.T, url string, mod ...func(*lock.Settings, *lock.RedisOptions)) (lock.Store, *metrics.Metrics) {
 	t.Helper()
 	m := metrics.New(metrics.Build{})
-	o := lock.RedisOptions{URL: url, KeyPrefix: prefix, Timeout: 300 * time.Millisecond, Metrics: m, PingInterval: -1}
+	set := lock.Settings{Backend: lock.BackendRedis, RedisURL: url, RedisKeyPrefix: prefix, RedisTimeout: 300 * time.Millisecond}
+	o := lock.RedisOptions{Metrics: m, PingInterval: -1}
 	for _, f := range mod {
-		f(&o)
+		f(&set, &o)
 	}
-	s, err := lock.NewRedis(o)
+	s, err := lock.NewRedis(set, o)
 	if err != nil {
 		t.Fatalf("NewRedis: %v", err)
 	}
@@ -262,7 +263,7 @@ func TestRedisKeysHoldNoSecret(t *testing.T) {
 	for _, p := range []string{"composio-guard:", "tenant-a/guard:"} {
 		t.Run(p, func(t *testing.T) {
 			mr := miniredis.RunT(t)
-			s, _ := newRedis(t, miniURL(mr), func(o *lock.RedisOptions) { o.KeyPrefix = p })
+			s, _ := newRedis(t, miniURL(mr), func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = p })
 			useSecretKey(t, s)
 			assertKeysClean(t, mr.Keys(), p)
 		})
@@ -271,9 +272,9 @@ func TestRedisKeysHoldNoSecret(t *testing.T) {
 
 func TestRedisDefaultPrefix(t *testing.T) {
 	mr := miniredis.RunT(t)
-	s, _ := newRedis(t, miniURL(mr), func(o *lock.RedisOptions) { o.KeyPrefix = "" })
+	s, _ := newRedis(t, miniURL(mr), func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = "" })
 	useSecretKey(t, s)
-	assertKeysClean(t, mr.Keys(), lock.DefaultRedisKeyPrefix)
+	assertKeysClean(t, mr.Keys(), lock.DefaultSettings().RedisKeyPrefix)
 }
 
 func TestRedisBadURL(t *testing.T) {
@@ -285,7 +286,7 @@ func TestRedisBadURL(t *testing.T) {
 		"redis://:hunter2pass@127.0.0.1:6379/0?no_such_option=1",
 	} {
 		t.Run(url, func(t *testing.T) {
-			s, err := lock.NewRedis(lock.RedisOptions{URL: url})
+			s, err := lock.NewRedis(lock.Settings{RedisURL: url}, lock.RedisOptions{})
 			if err == nil {
 				s.(io.Closer).Close()
 				t.Fatal("NewRedis accepted a malformed URL")
@@ -444,7 +445,7 @@ func TestRedisSlowTimesOut(t *testing.T) {
 			held = append(held, c)
 		}
 	}()
-	s, m := newRedis(t, "redis://"+l.Addr().String()+"/0", func(o *lock.RedisOptions) { o.Timeout = 100 * time.Millisecond })
+	s, m := newRedis(t, "redis://"+l.Addr().String()+"/0", func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisTimeout = 100 * time.Millisecond })
 	for _, op := range ops {
 		t.Run(op.name, func(t *testing.T) {
 			assertBackendError(t, runOp(t, s, op.fn))
@@ -458,7 +459,7 @@ func TestRedisSlowTimesOut(t *testing.T) {
 // The background ping moves lock_backend_up without any request.
 func TestRedisPingerTracksBackend(t *testing.T) {
 	mr := miniredis.RunT(t)
-	_, m := newRedis(t, miniURL(mr), func(o *lock.RedisOptions) { o.PingInterval = 10 * time.Millisecond })
+	_, m := newRedis(t, miniURL(mr), func(_ *lock.Settings, o *lock.RedisOptions) { o.PingInterval = 10 * time.Millisecond })
 	waitGauge := func(want float64) {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -480,7 +481,7 @@ func TestRedisPingerTracksBackend(t *testing.T) {
 
 func TestRedisCloseTwice(t *testing.T) {
 	mr := miniredis.RunT(t)
-	s, err := lock.NewRedis(lock.RedisOptions{URL: miniURL(mr)})
+	s, err := lock.NewRedis(lock.Settings{RedisURL: miniURL(mr)}, lock.RedisOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,8 @@ const (
 // New returns a JSON logger at level (debug, info, warn or error) writing to
 // w, or to stderr when w is nil. There is no sampling and no caller
 // annotation (runtime.Caller on every line costs more than the line). Each
-// line is one write to w, except the INFO and DEBUG lines of a Held logger.
+// line is one write to w; writes are serialised, so w need not be safe for
+// concurrent use.
 func New(level string, w io.Writer) (*zap.Logger, error) {
 	var lvl zapcore.Level
 	switch strings.ToLower(strings.TrimSpace(level)) {
@@ -56,7 +57,7 @@ func New(level string, w io.Writer) (*zap.Logger, error) {
 	if w == nil {
 		w = os.Stderr
 	}
-	s := newSink(zapcore.AddSync(w))
+	out := zapcore.Lock(zapcore.AddSync(w))
 	enc := zapcore.NewJSONEncoder(zapcore.EncoderConfig{
 		TimeKey:        "ts",
 		LevelKey:       "level",
@@ -69,28 +70,5 @@ func New(level string, w io.Writer) (*zap.Logger, error) {
 		EncodeDuration: zapcore.SecondsDurationEncoder,
 		EncodeName:     zapcore.FullNameEncoder,
 	})
-	core := &splitCore{
-		Core: zapcore.NewCore(enc, directWriter{s}, lvl),
-		held: zapcore.NewCore(enc.Clone(), heldWriter{s}, lvl),
-	}
-	return zap.New(core, zap.ErrorOutput(directWriter{s})), nil
-}
-
-// Held returns a logger like l whose INFO and DEBUG lines may wait, at most
-// MaxHold, for the next line l writes, and then leave with it in one write.
-// The server gives it to each request: the guard's decision line then goes
-// out together with the request's access line, one write(2) instead of two
-// (each costs a few µs, and the reader of a pipe is woken each time).
-// Warnings and errors are never held, and Sync writes what waits. For a
-// logger New did not make, Held returns l.
-func Held(l *zap.Logger) *zap.Logger {
-	if _, ok := l.Core().(*splitCore); !ok {
-		return l
-	}
-	return l.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
-		if sc, ok := c.(*splitCore); ok {
-			return sc.held
-		}
-		return c
-	}))
+	return zap.New(zapcore.NewCore(enc, out, lvl), zap.ErrorOutput(out)), nil
 }

@@ -36,7 +36,7 @@ func benchChain(tb testing.TB) http.Handler {
 		tb.Fatal(err)
 	}
 	cfg := testConfig(tb, nil)
-	return New(Options{Config: cfg, Logger: log, Metrics: metrics.New(metrics.Build{}), Handler: okHandler{}}).Handler()
+	return New(Options{Settings: cfg, Logger: log, Metrics: metrics.New(metrics.Build{}), Handler: okHandler{}}).Handler()
 }
 
 func TestChainAllocBudget(t *testing.T) {

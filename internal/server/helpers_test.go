@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/composio-guard/composio-guard/internal/config"
 	"github.com/composio-guard/composio-guard/internal/logging"
 	"github.com/composio-guard/composio-guard/internal/metrics"
+	"github.com/composio-guard/composio-guard/internal/settings"
 )
 
 // logBuf collects log lines written concurrently by the server.
@@ -71,7 +71,7 @@ func (l *logBuf) accessLine(t *testing.T, id string) map[string]any {
 	}
 }
 
-func testConfig(t testing.TB, env map[string]string) config.Config {
+func testConfig(t testing.TB, env map[string]string) Settings {
 	t.Helper()
 	base := map[string]string{
 		"GUARD_LISTEN_ADDR": "127.0.0.1:0",
@@ -82,11 +82,14 @@ func testConfig(t testing.TB, env map[string]string) config.Config {
 	for k, v := range env {
 		base[k] = v
 	}
-	c, err := config.LoadFrom(base)
-	if err != nil {
-		t.Fatalf("config: %v", err)
+	s, err := settings.Parse[Settings](base)
+	if err == nil {
+		err = s.Validate()
 	}
-	return c
+	if err != nil {
+		t.Fatalf("settings: %v", err)
+	}
+	return s
 }
 
 type running struct {
@@ -116,7 +119,7 @@ func (r *running) stop(t *testing.T) error {
 }
 
 // start runs a Server on loopback ports until the test ends.
-func start(t *testing.T, cfg config.Config, h http.Handler, ready func() error) *running {
+func start(t *testing.T, cfg Settings, h http.Handler, ready func() error) *running {
 	t.Helper()
 	logs := &logBuf{}
 	log, err := logging.New(string(cfg.LogLevel), logs)
@@ -124,7 +127,7 @@ func start(t *testing.T, cfg config.Config, h http.Handler, ready func() error) 
 		t.Fatal(err)
 	}
 	m := metrics.New(metrics.Build{Version: "test"})
-	srv := New(Options{Config: cfg, Logger: log, Metrics: m, Handler: h, Ready: ready})
+	srv := New(Options{Settings: cfg, Logger: log, Metrics: m, Handler: h, Ready: ready})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()

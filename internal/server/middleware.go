@@ -88,9 +88,6 @@ func Recover(log *zap.Logger) Middleware {
 // Logger carries request_id, in the context. It ends the Scope once the
 // request is served (reqscope.Scope.End), panic or not.
 func RequestID(base *zap.Logger) Middleware {
-	// A request's own INFO lines leave with its access line in one write;
-	// see logging.Held.
-	base = logging.Held(base)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			rw := wrap(w)

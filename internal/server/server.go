@@ -18,31 +18,33 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/composio-guard/composio-guard/internal/config"
 	"github.com/composio-guard/composio-guard/internal/metrics"
 )
 
-// Options are what the server needs; only Config is required.
+// Options are what the server needs; only Settings is required.
 type Options struct {
-	Config  config.Config
-	Logger  *zap.Logger      // nil: no logs
-	Metrics *metrics.Metrics // nil: a private set nobody scrapes
+	Settings Settings
+	Logger   *zap.Logger      // nil: no logs
+	Metrics  *metrics.Metrics // nil: a private set nobody scrapes
 	// Handler serves every request on the proxy port (the intercept Router).
 	Handler http.Handler
 	// Ready, when set, is asked by /readyz; an error answers 503. Keep it
 	// cheap and never let a guard-backend outage fail it (that is a guard
 	// decision, not a reason to take the pod out).
 	Ready func() error
+	// Announce is added to the "listening" line (the guard's mode).
+	Announce []zap.Field
 }
 
 // Server runs the proxy and admin listeners.
 type Server struct {
-	cfg     config.Config
-	log     *zap.Logger
-	metrics *metrics.Metrics
-	ready   func() error
-	handler http.Handler // the full proxy chain
-	admin   http.Handler
+	cfg      Settings
+	announce []zap.Field
+	log      *zap.Logger
+	metrics  *metrics.Metrics
+	ready    func() error
+	handler  http.Handler // the full proxy chain
+	admin    http.Handler
 
 	draining atomic.Bool
 	bound    chan struct{}
@@ -54,11 +56,12 @@ type Server struct {
 // New builds the server; nothing listens until Run.
 func New(o Options) *Server {
 	s := &Server{
-		cfg:     o.Config,
-		log:     o.Logger,
-		metrics: o.Metrics,
-		ready:   o.Ready,
-		bound:   make(chan struct{}),
+		cfg:      o.Settings,
+		announce: o.Announce,
+		log:      o.Logger,
+		metrics:  o.Metrics,
+		ready:    o.Ready,
+		bound:    make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -208,11 +211,10 @@ func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- serve(proxy, pl, "proxy") }()
 	go func() { errc <- serve(admin, al, "admin") }()
-	s.log.Info("listening",
+	s.log.Info("listening", append([]zap.Field{
 		zap.String("proxy_addr", s.proxyAddr),
 		zap.String("admin_addr", s.adminAddr),
-		zap.String("mode", string(s.cfg.Mode)),
-		zap.Bool("pprof", s.cfg.Pprof))
+		zap.Bool("pprof", s.cfg.Pprof)}, s.announce...)...)
 
 	var runErr error
 	pending := 2

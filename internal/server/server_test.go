@@ -675,7 +675,7 @@ func TestRunFailsOnBusyPort(t *testing.T) {
 	}
 	defer l.Close()
 	cfg := testConfig(t, map[string]string{"GUARD_ADMIN_ADDR": l.Addr().String()})
-	err = New(Options{Config: cfg}).Run(context.Background())
+	err = New(Options{Settings: cfg}).Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "admin listener") {
 		t.Errorf("Run = %v, want an admin listener error", err)
 	}

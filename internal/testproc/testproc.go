@@ -1,6 +1,9 @@
 // Package testproc builds the project's binaries and runs them as real
-// processes for end-to-end, SDK, replica and soak tests: start, wait for the
-// "listening" log line, stop by PID.
+// processes for the end-to-end, SDK, replica, fault, hostile, soak and
+// deploy suites: start, wait for the "listening" log line, stop by PID.
+// StartProxy and StartFake start the proxy and the fake Composio with one
+// base environment; the fake's control API is reached through
+// testproc/fakectl.
 package testproc
 
 import (
@@ -74,10 +77,31 @@ type Proc struct {
 	Fields map[string]any
 
 	mu   sync.Mutex
-	logs bytes.Buffer
+	logs bytes.Buffer // every line, or (keep > 0) unused
+	ring []string     // the last keep lines, oldest at next
+	next int
+	keep int
 	done chan struct{}
 	err  error
 }
+
+func (p *Proc) addLine(line []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.keep == 0:
+		p.logs.Write(line)
+		p.logs.WriteByte('\n')
+	case len(p.ring) < p.keep:
+		p.ring = append(p.ring, string(line))
+	default:
+		p.ring[p.next] = string(line)
+		p.next = (p.next + 1) % p.keep
+	}
+}
+
+// PID is the process id (e.g. for /proc/PID/status).
+func (p *Proc) PID() int { return p.Cmd.Process.Pid }
 
 // Addr returns a string member of the listening line, e.g. "proxy_addr".
 func (p *Proc) Addr(name string) string {
@@ -85,11 +109,20 @@ func (p *Proc) Addr(name string) string {
 	return s
 }
 
-// Logs returns everything the process wrote to stdout and stderr so far.
+// Logs returns everything the process wrote to stdout and stderr so far
+// (the last lines only, for a process started with KeepLines).
 func (p *Proc) Logs() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.logs.String()
+	if p.keep == 0 {
+		return p.logs.String()
+	}
+	var b strings.Builder
+	for i := range len(p.ring) {
+		b.WriteString(p.ring[(p.next+i)%len(p.ring)])
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // WaitLogs polls Logs until ok holds or within has passed, and returns the
@@ -113,6 +146,12 @@ func (p *Proc) WaitLogs(within time.Duration, ok func(logs string) bool) string 
 // when the test ends.
 func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 	t.Helper()
+	return start(t, bin, env, args, 0)
+}
+
+// start is Start keeping only the last keep log lines (all when 0).
+func start(t testing.TB, bin string, env, args []string, keep int) *Proc {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -122,7 +161,7 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("testproc: start %s: %v", bin, err)
 	}
-	p := &Proc{Cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Cmd: cmd, keep: keep, done: make(chan struct{})}
 	ready := make(chan map[string]any, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -130,10 +169,7 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Proc {
 		sent := false
 		for sc.Scan() {
 			line := sc.Bytes()
-			p.mu.Lock()
-			p.logs.Write(line)
-			p.logs.WriteByte('\n')
-			p.mu.Unlock()
+			p.addLine(line)
 			if !sent {
 				var m map[string]any
 				if json.Unmarshal(line, &m) == nil && m["msg"] == "listening" {

@@ -11,20 +11,13 @@ import (
 // would only pile requests up. The guard then fails closed or open.
 var ErrBreakerOpen = errors.New("upstream: lookup circuit breaker open")
 
-// BreakerOptions tune the lookup's circuit breakers.
-type BreakerOptions struct {
-	// FailureThreshold consecutive failed lookups of one tenant (Composio's
-	// own failures: no connection, timeouts, 5xx, a 2xx that is no list;
-	// never 401/403/429 nor a caller-caused error, see CallerCaused) open
-	// that tenant's breaker. 0 disables the breakers.
-	FailureThreshold int
-	// CoolDown is how long it stays open before one probe is let through.
-	CoolDown time.Duration
-	// MaxTenants caps the tenants whose breaker is remembered (see
-	// breakers); 0 means DefaultBreakerMaxTenants.
-	MaxTenants int
-	// Now is the clock; nil means time.Now. Tests inject their own.
-	Now func() time.Time
+// breakerOptions tune the lookup's circuit breakers: LookupSettings'
+// BreakerThreshold and BreakerCooldown, ListOptions' BreakerMaxTenants and Now.
+type breakerOptions struct {
+	FailureThreshold int           // 0 disables the breakers
+	CoolDown         time.Duration // open before one probe is let through
+	MaxTenants       int           // 0 means DefaultBreakerMaxTenants
+	Now              func() time.Time
 }
 
 // DefaultBreakerMaxTenants bounds the memory of the per-tenant breakers:
@@ -106,7 +99,7 @@ type ticket struct {
 	probe bool
 }
 
-func newBreakers(o BreakerOptions, gauge stateGauge) *breakers {
+func newBreakers(o breakerOptions, gauge stateGauge) *breakers {
 	b := &breakers{
 		threshold: o.FailureThreshold, coolDown: o.CoolDown, max: orInt(o.MaxTenants, DefaultBreakerMaxTenants),
 		now: o.Now, gauge: gauge, m: make(map[string]*breaker),

@@ -30,7 +30,7 @@ func succeed(b *breakers, tenant string) bool {
 // Only tenants whose breaker is not at rest (closed, no failure counted)
 // take room: successes never add one, and a tenant back at rest leaves.
 func TestBreakerTenantsAtRestTakeNoRoom(t *testing.T) {
-	b := newBreakers(BreakerOptions{FailureThreshold: 3, CoolDown: time.Second}, nil)
+	b := newBreakers(breakerOptions{FailureThreshold: 3, CoolDown: time.Second}, nil)
 	for i := range 10_000 {
 		succeed(b, fmt.Sprint("t", i))
 	}
@@ -57,7 +57,7 @@ func TestBreakerTenantsAtRestTakeNoRoom(t *testing.T) {
 // of failures, no verdict yet) go first, then the one open longest.
 func TestBreakerTenantsBounded(t *testing.T) {
 	clock := &testClock{now: time.Unix(1_800_000_000, 0)}
-	b := newBreakers(BreakerOptions{FailureThreshold: 2, CoolDown: time.Minute, Now: clock.Now, MaxTenants: 3}, nil)
+	b := newBreakers(breakerOptions{FailureThreshold: 2, CoolDown: time.Minute, Now: clock.Now, MaxTenants: 3}, nil)
 	open := func(tenant string) {
 		t.Helper()
 		fail(b, tenant)
@@ -109,7 +109,7 @@ func TestBreakerTenantsBounded(t *testing.T) {
 func TestBreakerTenantsChurn(t *testing.T) {
 	for _, threshold := range []int{1, 2} {
 		clock := &testClock{now: time.Unix(1_800_000_000, 0)}
-		b := newBreakers(BreakerOptions{FailureThreshold: threshold, CoolDown: time.Hour, Now: clock.Now, MaxTenants: 1000}, nil)
+		b := newBreakers(breakerOptions{FailureThreshold: threshold, CoolDown: time.Hour, Now: clock.Now, MaxTenants: 1000}, nil)
 		start := time.Now()
 		for i := range 200_000 {
 			fail(b, fmt.Sprint("t", i))
@@ -130,7 +130,7 @@ func TestBreakerTenantsChurn(t *testing.T) {
 func TestBreakerGaugeWorstState(t *testing.T) {
 	clock := &testClock{now: time.Unix(1_800_000_000, 0)}
 	g := &gaugeRec{}
-	b := newBreakers(BreakerOptions{FailureThreshold: 1, CoolDown: time.Second, Now: clock.Now, MaxTenants: 2}, g)
+	b := newBreakers(breakerOptions{FailureThreshold: 1, CoolDown: time.Second, Now: clock.Now, MaxTenants: 2}, g)
 	if g.v != breakerClosed {
 		t.Fatalf("gauge %v at start", g.v)
 	}

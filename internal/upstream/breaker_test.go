@@ -63,7 +63,7 @@ func TestBreakerOpensHalfOpensCloses(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	f := &flaky{}
 	f.code.Store(http.StatusInternalServerError)
-	e := newListEnv(t, f.handler, upstream.ListOptions{Breaker: upstream.BreakerOptions{FailureThreshold: 3, CoolDown: 10 * time.Second, Now: clock.Now}})
+	e := newListEnv(t, f.handler, upstream.LookupSettings{BreakerThreshold: 3, BreakerCooldown: 10 * time.Second}, upstream.ListOptions{Now: clock.Now})
 	q := query("/api/v3", "u", "ac", "", nil)
 	list := func() error { _, err := e.c.List(context.Background(), q); return err }
 	sent := func() int { return len(e.rec.all()) }
@@ -123,7 +123,7 @@ func TestBreakerSingleProbe(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	f := &flaky{}
 	f.code.Store(http.StatusBadGateway)
-	e := newListEnv(t, f.handler, upstream.ListOptions{Breaker: upstream.BreakerOptions{FailureThreshold: 1, CoolDown: time.Second, Now: clock.Now}})
+	e := newListEnv(t, f.handler, upstream.LookupSettings{BreakerThreshold: 1, BreakerCooldown: time.Second}, upstream.ListOptions{Now: clock.Now})
 	q := query("/api/v3", "u", "ac", "", nil)
 	if _, err := e.c.List(context.Background(), q); err == nil {
 		t.Fatal("want a failure")
@@ -155,7 +155,7 @@ func TestBreakerSingleProbe(t *testing.T) {
 func TestBreakerCountsOnlyFailures(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	f := &flaky{}
-	e := newListEnv(t, f.handler, upstream.ListOptions{Breaker: upstream.BreakerOptions{FailureThreshold: 2, CoolDown: time.Minute, Now: clock.Now}})
+	e := newListEnv(t, f.handler, upstream.LookupSettings{BreakerThreshold: 2, BreakerCooldown: time.Minute}, upstream.ListOptions{Now: clock.Now})
 	q := query("/api/v3", "u", "ac", "", nil)
 	for _, code := range []int{500, 401, 500, 403, 500, 429, 500, 200, 500, 404, 500} {
 		f.code.Store(int32(code))
@@ -177,7 +177,7 @@ func TestBreakerCountsOnlyFailures(t *testing.T) {
 func TestBreakerDisabled(t *testing.T) {
 	f := &flaky{}
 	f.code.Store(500)
-	e := newListEnv(t, f.handler, upstream.ListOptions{})
+	e := newListEnv(t, f.handler, upstream.LookupSettings{})
 	for i := 0; i < 20; i++ {
 		if _, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil)); errors.Is(err, upstream.ErrBreakerOpen) {
 			t.Fatal("a disabled breaker opened")
@@ -194,7 +194,7 @@ func TestBreakerProbeCallerGone(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	f := &flaky{}
 	f.code.Store(http.StatusServiceUnavailable)
-	e := newListEnv(t, f.handler, upstream.ListOptions{Breaker: upstream.BreakerOptions{FailureThreshold: 1, CoolDown: time.Second, Now: clock.Now}})
+	e := newListEnv(t, f.handler, upstream.LookupSettings{BreakerThreshold: 1, BreakerCooldown: time.Second}, upstream.ListOptions{Now: clock.Now})
 	q := query("/api/v3", "u", "ac", "", nil)
 	_, _ = e.c.List(context.Background(), q)
 	clock.Advance(time.Second)
@@ -259,7 +259,7 @@ func TestBreakerIsolatesTenants(t *testing.T) {
 		f := failing
 		mu.Unlock()
 		tenantHandler(f)(w, r)
-	}, upstream.ListOptions{Breaker: upstream.BreakerOptions{FailureThreshold: 3, CoolDown: 10 * time.Second, Now: clock.Now}})
+	}, upstream.LookupSettings{BreakerThreshold: 3, BreakerCooldown: 10 * time.Second}, upstream.ListOptions{Now: clock.Now})
 	qa := query("/api/v3", "u", "ac", "", http.Header{"X-Api-Key": {"key_a"}})
 	qa.Tenant = "tenant-a"
 	qb := func() upstream.ListQuery {
@@ -312,7 +312,7 @@ func TestBreakerIsolatesTenants(t *testing.T) {
 func TestBreakerTenantCountsAreSeparate(t *testing.T) {
 	f := &flaky{}
 	f.code.Store(500)
-	e := newListEnv(t, f.handler, upstream.ListOptions{Breaker: upstream.BreakerOptions{FailureThreshold: 2, CoolDown: time.Hour}})
+	e := newListEnv(t, f.handler, upstream.LookupSettings{BreakerThreshold: 2, BreakerCooldown: time.Hour})
 	q := func(tenant string) upstream.ListQuery {
 		q := query("/api/v3", "u", "ac", "", nil)
 		q.Tenant = tenant

@@ -60,9 +60,7 @@ func statusHandler(code int) http.HandlerFunc {
 func TestListQueryRefusedIsCallerCaused(t *testing.T) {
 	for _, code := range []int{400, 404, 409, 414, 422, 431} {
 		t.Run(fmt.Sprint(code), func(t *testing.T) {
-			e := newListEnv(t, statusHandler(code), upstream.ListOptions{
-				Breaker: upstream.BreakerOptions{FailureThreshold: 1, CoolDown: time.Hour},
-			})
+			e := newListEnv(t, statusHandler(code), upstream.LookupSettings{BreakerThreshold: 1, BreakerCooldown: time.Hour})
 			q := query("/api/v3", "u", "ac", "", nil)
 			for i := range 3 {
 				_, err := e.c.List(context.Background(), q)
@@ -104,9 +102,7 @@ func TestListComposioFailuresStillCount(t *testing.T) {
 		"no items": serve(`{"data":[]}`),
 	} {
 		t.Run(name, func(t *testing.T) {
-			e := newListEnv(t, h, upstream.ListOptions{
-				Breaker: upstream.BreakerOptions{FailureThreshold: 2, CoolDown: time.Hour},
-			})
+			e := newListEnv(t, h, upstream.LookupSettings{BreakerThreshold: 2, BreakerCooldown: time.Hour})
 			q := query("/api/v3", "u", "ac", "", nil)
 			for range 2 {
 				_, err := e.c.List(context.Background(), q)
@@ -131,7 +127,7 @@ func TestListTooManyPagesKeepsBreakerClosed(t *testing.T) {
 	var n atomic.Int32
 	e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		serve(page(fmt.Sprintf("c%d", n.Add(1)), item("ca", "INITIATED", "u", "ac")))(w, r)
-	}, upstream.ListOptions{MaxPages: 2, Breaker: upstream.BreakerOptions{FailureThreshold: 1, CoolDown: time.Hour}})
+	}, upstream.LookupSettings{MaxPages: 2, BreakerThreshold: 1, BreakerCooldown: time.Hour})
 	q := query("/api/v3", "u", "ac", "", nil)
 	for range 5 {
 		_, err := e.c.List(context.Background(), q)
@@ -154,7 +150,7 @@ func TestBreakerProbeClosedByCallerCaused(t *testing.T) {
 	var code atomic.Int32
 	code.Store(502)
 	e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) { statusHandler(int(code.Load()))(w, r) },
-		upstream.ListOptions{Breaker: upstream.BreakerOptions{FailureThreshold: 1, CoolDown: time.Second, Now: clock.Now}})
+		upstream.LookupSettings{BreakerThreshold: 1, BreakerCooldown: time.Second}, upstream.ListOptions{Now: clock.Now})
 	q := query("/api/v3", "u", "ac", "", nil)
 	if _, err := e.c.List(context.Background(), q); err == nil || upstream.CallerCaused(err) {
 		t.Fatalf("err %v", err)
@@ -185,9 +181,7 @@ func TestListUnknownItem(t *testing.T) {
 		"null":        `null`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			e := newListEnv(t, serve(page("", item("ca_0", "ACTIVE", "u", "ac"), it)), upstream.ListOptions{
-				Breaker: upstream.BreakerOptions{FailureThreshold: 1, CoolDown: time.Hour},
-			})
+			e := newListEnv(t, serve(page("", item("ca_0", "ACTIVE", "u", "ac"), it)), upstream.LookupSettings{BreakerThreshold: 1, BreakerCooldown: time.Hour})
 			res, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
 			if !errors.Is(err, upstream.ErrUnknownItem) || !upstream.CallerCaused(err) || errors.Is(err, upstream.ErrBadAnswer) {
 				t.Fatalf("err %v, want ErrUnknownItem only", err)
@@ -206,7 +200,7 @@ func TestListUnknownItem(t *testing.T) {
 // so that rate() over it works before the first one happens, and the
 // metric's help names each.
 func TestListResultsPrecreated(t *testing.T) {
-	e := newListEnv(t, serve(page("")), upstream.ListOptions{})
+	e := newListEnv(t, serve(page("")), upstream.LookupSettings{})
 	mfs, err := e.m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +242,7 @@ func labelValue(m *dto.Metric, name string) string {
 // Ids are query components: a space is %20 (as the SDKs send it), never
 // '+', and a literal '+' is %2B, so Composio cannot read one as the other.
 func TestListQueryEncodesSpaceAsPercent20(t *testing.T) {
-	e := newListEnv(t, serve(page("")), upstream.ListOptions{})
+	e := newListEnv(t, serve(page("")), upstream.LookupSettings{})
 	q := query("/api/v3", "a b+c", "ac 1+2", "", nil)
 	if _, err := e.c.List(context.Background(), q); err != nil {
 		t.Fatal(err)

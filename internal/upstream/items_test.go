@@ -53,7 +53,7 @@ func TestListOptionalItemMembers(t *testing.T) {
 		`{"id":"ca_3","status":"ACTIVE","user_id":null,"auth_config":null,"created_at":null},` +
 		`{"id":"ca_4","status":"ACTIVE","auth_config":{"id":null}}` +
 		`],"next_cursor":null}`
-	e := newListEnv(t, serve(body), upstream.ListOptions{})
+	e := newListEnv(t, serve(body), upstream.LookupSettings{})
 	res, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestListCreatedAt(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.raw, func(t *testing.T) {
 			body := `{"items":[{"id":"ca","status":"ACTIVE","created_at":` + tc.raw + `}],"next_cursor":null}`
-			e := newListEnv(t, serve(body), upstream.ListOptions{})
+			e := newListEnv(t, serve(body), upstream.LookupSettings{})
 			res, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
 			if err != nil {
 				t.Fatal(err)
@@ -128,7 +128,7 @@ func TestListStopAtActive(t *testing.T) {
 		}
 		serve(page(next, item(fmt.Sprintf("ca_%d", i), status, "u", "ac")))(w, r)
 	}
-	e := newListEnv(t, h, upstream.ListOptions{MaxPages: 10})
+	e := newListEnv(t, h, upstream.LookupSettings{MaxPages: 10})
 	q := query("/api/v3", "u", "ac", "", nil)
 	q.StopAtActive = true
 	res, err := e.c.List(context.Background(), q)
@@ -164,7 +164,7 @@ func TestListStopAtActiveOnlyOnMatch(t *testing.T) {
 	}
 	e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		serve(pages[r.URL.Query().Get("cursor")])(w, r)
-	}, upstream.ListOptions{MaxPages: 3})
+	}, upstream.LookupSettings{MaxPages: 3})
 	q := query("/api/v3", "u", "ac", "", nil)
 	q.StopAtActive = true
 	res, err := e.c.List(context.Background(), q)
@@ -179,7 +179,7 @@ func TestListStopAtActiveOnlyOnMatch(t *testing.T) {
 	}
 
 	// The ACTIVE match on the last page: the answer is whole.
-	e2 := newListEnv(t, serve(page("", item("ca", "ACTIVE", "u", "ac"))), upstream.ListOptions{})
+	e2 := newListEnv(t, serve(page("", item("ca", "ACTIVE", "u", "ac"))), upstream.LookupSettings{})
 	res, err = e2.c.List(context.Background(), q)
 	if err != nil || res.Partial || len(res.Items) != 1 {
 		t.Errorf("one page: %+v, %v", res, err)

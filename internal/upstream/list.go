@@ -19,31 +19,24 @@ import (
 	"github.com/composio-guard/composio-guard/internal/metrics"
 )
 
-// ListOptions tune the guard's lookup.
+// ListOptions are what the lookup client needs beside its LookupSettings.
 type ListOptions struct {
-	// Timeout bounds the whole lookup (every page, the retry included).
-	// 0 means DefaultLookupTimeout.
-	Timeout time.Duration
-	// PageLimit is the page size asked with `limit`. The SDK's own check
-	// sends none and gets the server's default page; asking for a bigger one
-	// finds an ACTIVE account behind many INITIATED ones in one call.
-	// 0 sends no `limit` (byte for byte the SDK's query).
-	PageLimit int
-	// MaxPages bounds the pages read by following next_cursor; an answer
-	// that still has a next page after MaxPages is ErrTooManyPages rather
-	// than a silent miss (unless ListQuery.StopAtActive ended the lookup
-	// before). 0 means DefaultLookupMaxPages.
-	MaxPages int
-	Breaker  BreakerOptions
 	// UserAgent of the list call; "" means DefaultUserAgent.
 	UserAgent string
+	// Metrics, when set, instruments the transport as op "lookup" (see
+	// Instrument: pass the bare transport then) and receives the lookup's
+	// durations and the breakers' state.
+	Metrics *metrics.Metrics
+	// BreakerMaxTenants caps the tenants whose breaker is remembered (see
+	// breakers); 0 means DefaultBreakerMaxTenants.
+	BreakerMaxTenants int
+	// Now is the breakers' clock; nil means time.Now. Tests inject their own.
+	Now func() time.Time
 }
 
 // List client defaults and caps.
 const (
-	DefaultLookupTimeout  = 5 * time.Second
-	DefaultLookupMaxPages = 10
-	DefaultUserAgent      = "composio-guard"
+	DefaultUserAgent = "composio-guard"
 	// MaxListAnswerBytes caps one page of the list answer.
 	MaxListAnswerBytes = 16 << 20
 	// MaxStatusErrorBody caps the body of a 401/403/429 handed back.
@@ -111,25 +104,25 @@ type ListClient struct {
 	obs     map[string]prometheus.Observer // by result; nil without metrics
 }
 
-// NewListClient builds the lookup client. rt is the shared transport; with
-// m set it is instrumented as op "lookup" (see Instrument), so pass the bare
-// transport. m may be nil.
-func NewListClient(base *url.URL, rt http.RoundTripper, o ListOptions, m *metrics.Metrics) *ListClient {
+// NewListClient builds the lookup client. rt is the shared transport. A
+// zero Timeout or MaxPages of s takes its default (DefaultLookupSettings).
+func NewListClient(base *url.URL, rt http.RoundTripper, s LookupSettings, o ListOptions) *ListClient {
+	def := DefaultLookupSettings()
 	c := &ListClient{
 		base:    &url.URL{Scheme: base.Scheme, Host: base.Host, Path: strings.TrimRight(base.Path, "/")},
 		rt:      rt,
-		timeout: orDur(o.Timeout, DefaultLookupTimeout),
-		pages:   orInt(o.MaxPages, DefaultLookupMaxPages),
+		timeout: orDur(s.Timeout, def.Timeout),
+		pages:   orInt(s.MaxPages, def.MaxPages),
 		ua:      []string{DefaultUserAgent},
 	}
-	if o.PageLimit > 0 {
-		c.limit = strconv.Itoa(o.PageLimit)
+	if s.PageLimit > 0 {
+		c.limit = strconv.Itoa(s.PageLimit)
 	}
 	if o.UserAgent != "" {
 		c.ua = []string{o.UserAgent}
 	}
 	var gauge stateGauge
-	if m != nil {
+	if m := o.Metrics; m != nil {
 		c.rt = Instrument(rt, OpLookup, m)
 		gauge = m.BreakerState.WithLabelValues("lookup")
 		c.obs = make(map[string]prometheus.Observer, len(lookupResults))
@@ -137,7 +130,9 @@ func NewListClient(base *url.URL, rt http.RoundTripper, o ListOptions, m *metric
 			c.obs[r] = m.Lookup.WithLabelValues(r)
 		}
 	}
-	c.br = newBreakers(o.Breaker, gauge)
+	c.br = newBreakers(breakerOptions{
+		FailureThreshold: s.BreakerThreshold, CoolDown: s.BreakerCooldown, MaxTenants: o.BreakerMaxTenants, Now: o.Now,
+	}, gauge)
 	return c
 }
 
@@ -147,7 +142,7 @@ func NewListClient(base *url.URL, rt http.RoundTripper, o ListOptions, m *metric
 // which CallerCaused holds is an answer too, one the guard cannot use;
 // ErrBreakerOpen comes back at once while Composio has been failing for
 // q.Tenant; any other error means Composio could not be asked. The whole
-// lookup runs under ListOptions.Timeout.
+// lookup runs under LookupSettings.Timeout.
 func (c *ListClient) List(ctx context.Context, q ListQuery) (ListResult, error) {
 	start := time.Now()
 	tk, ok := c.br.allow(q.Tenant)

@@ -27,7 +27,9 @@ type listEnv struct {
 	base string
 }
 
-func newListEnv(t *testing.T, h http.HandlerFunc, o upstream.ListOptions) *listEnv {
+// newListEnv serves h and builds a list client to it with s; o's Metrics is
+// the env's own.
+func newListEnv(t *testing.T, h http.HandlerFunc, s upstream.LookupSettings, opts ...upstream.ListOptions) *listEnv {
 	t.Helper()
 	e := &listEnv{rec: &recorder{}, m: metrics.New(metrics.Build{})}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -36,9 +38,14 @@ func newListEnv(t *testing.T, h http.HandlerFunc, o upstream.ListOptions) *listE
 	}))
 	t.Cleanup(e.srv.Close)
 	e.base = e.srv.URL
-	tr := upstream.NewTransport(upstream.TransportOptions{})
+	tr := upstream.NewTransport(upstream.TransportSettings{})
 	t.Cleanup(tr.CloseIdleConnections)
-	e.c = upstream.NewListClient(mustURL(t, e.base), tr, o, e.m)
+	var o upstream.ListOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.Metrics = e.m
+	e.c = upstream.NewListClient(mustURL(t, e.base), tr, s, o)
 	return e
 }
 
@@ -97,7 +104,7 @@ func TestListQueryBytes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newListEnv(t, serve(page("")), upstream.ListOptions{PageLimit: tc.limit})
+			e := newListEnv(t, serve(page("")), upstream.LookupSettings{PageLimit: tc.limit})
 			if _, err := e.c.List(context.Background(), tc.q); err != nil {
 				t.Fatal(err)
 			}
@@ -110,10 +117,10 @@ func TestListQueryBytes(t *testing.T) {
 }
 
 func TestListBasePathPrefix(t *testing.T) {
-	e := newListEnv(t, serve(page("")), upstream.ListOptions{})
-	tr := upstream.NewTransport(upstream.TransportOptions{})
+	e := newListEnv(t, serve(page("")), upstream.LookupSettings{})
+	tr := upstream.NewTransport(upstream.TransportSettings{})
 	defer tr.CloseIdleConnections()
-	c := upstream.NewListClient(mustURL(t, e.base+"/composio/"), tr, upstream.ListOptions{}, nil)
+	c := upstream.NewListClient(mustURL(t, e.base+"/composio/"), tr, upstream.LookupSettings{}, upstream.ListOptions{})
 	if _, err := c.List(context.Background(), query("/api/v3", "u", "a", "", nil)); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +142,7 @@ func TestListHeaders(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newListEnv(t, serve(page("")), upstream.ListOptions{UserAgent: "composio-guard/test"})
+			e := newListEnv(t, serve(page("")), upstream.LookupSettings{}, upstream.ListOptions{UserAgent: "composio-guard/test"})
 			if _, err := e.c.List(context.Background(), query("/api/v3", "u", "a", "", tc.h)); err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +167,7 @@ func TestListDecodesItems(t *testing.T) {
 	e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-RateLimit-Remaining", "1500")
 		serve(page("", item("ca_1", "ACTIVE", "u", "ac"), item("ca_2", "INITIATED", "u", "ac")))(w, r)
-	}, upstream.ListOptions{})
+	}, upstream.LookupSettings{})
 	ctx, s, _ := scoped(context.Background())
 	res, err := e.c.List(ctx, query("/api/v3", "u", "ac", "", nil))
 	if err != nil {
@@ -191,7 +198,7 @@ func TestListFollowsCursor(t *testing.T) {
 	}
 	e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		serve(pages[r.URL.Query().Get("cursor")])(w, r)
-	}, upstream.ListOptions{PageLimit: 1, MaxPages: 3})
+	}, upstream.LookupSettings{PageLimit: 1, MaxPages: 3})
 	res, err := e.c.List(context.Background(), query("/api/v3.1", "u", "ac", "", nil))
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +224,7 @@ func TestListMaxPagesExceeded(t *testing.T) {
 	var n atomic.Int32
 	e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		serve(page(fmt.Sprintf("c%d", n.Add(1)), item("ca", "INITIATED", "u", "ac")))(w, r)
-	}, upstream.ListOptions{MaxPages: 2})
+	}, upstream.LookupSettings{MaxPages: 2})
 	_, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
 	if !errors.Is(err, upstream.ErrTooManyPages) {
 		t.Fatalf("err %v, want ErrTooManyPages", err)
@@ -277,7 +284,7 @@ func TestListBadAnswers(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newListEnv(t, tc.h, upstream.ListOptions{})
+			e := newListEnv(t, tc.h, upstream.LookupSettings{})
 			res, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
 			if err == nil {
 				t.Fatalf("no error; items %+v", res.Items)
@@ -317,7 +324,7 @@ func TestListTimeout(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newListEnv(t, tc.h, upstream.ListOptions{Timeout: 100 * time.Millisecond})
+			e := newListEnv(t, tc.h, upstream.LookupSettings{Timeout: 100 * time.Millisecond})
 			_, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("err %v, want DeadlineExceeded", err)
@@ -344,7 +351,7 @@ func TestListStatusErrors(t *testing.T) {
 					w.Header().Set("X-RateLimit-Remaining", "0")
 					w.WriteHeader(code)
 					io.WriteString(w, body)
-				}, upstream.ListOptions{})
+				}, upstream.LookupSettings{})
 				_, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
 				var se *upstream.StatusError
 				if !errors.As(err, &se) {
@@ -405,11 +412,11 @@ func (d *dialCounter) deadAddr() string {
 // One retry, and only when nothing reached Composio.
 func TestListRetryOnlyBeforeSending(t *testing.T) {
 	t.Run("refused once, then answered", func(t *testing.T) {
-		e := newListEnv(t, serve(page("", item("ca", "ACTIVE", "u", "ac"))), upstream.ListOptions{})
+		e := newListEnv(t, serve(page("", item("ca", "ACTIVE", "u", "ac"))), upstream.LookupSettings{})
 		d := &dialCounter{addr: strings.TrimPrefix(e.base, "http://"), fail: 1}
-		tr := upstream.NewTransport(upstream.TransportOptions{})
+		tr := upstream.NewTransport(upstream.TransportSettings{})
 		tr.DialContext = d.dial
-		c := upstream.NewListClient(mustURL(t, e.base), tr, upstream.ListOptions{}, e.m)
+		c := upstream.NewListClient(mustURL(t, e.base), tr, upstream.LookupSettings{}, upstream.ListOptions{Metrics: e.m})
 		res, err := c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
 		if err != nil || len(res.Items) != 1 {
 			t.Fatalf("err %v items %v", err, res.Items)
@@ -422,11 +429,11 @@ func TestListRetryOnlyBeforeSending(t *testing.T) {
 		}
 	})
 	t.Run("refused twice: never a third try", func(t *testing.T) {
-		e := newListEnv(t, serve(page("")), upstream.ListOptions{})
+		e := newListEnv(t, serve(page("")), upstream.LookupSettings{})
 		d := &dialCounter{addr: strings.TrimPrefix(e.base, "http://"), fail: 100}
-		tr := upstream.NewTransport(upstream.TransportOptions{})
+		tr := upstream.NewTransport(upstream.TransportSettings{})
 		tr.DialContext = d.dial
-		c := upstream.NewListClient(mustURL(t, e.base), tr, upstream.ListOptions{}, nil)
+		c := upstream.NewListClient(mustURL(t, e.base), tr, upstream.LookupSettings{}, upstream.ListOptions{})
 		_, err := c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
 		if st, reason := upstream.StatusFor(err); st != http.StatusBadGateway || reason != upstream.ReasonConnRefused {
 			t.Errorf("err %v maps to %d %s", err, st, reason)
@@ -439,7 +446,7 @@ func TestListRetryOnlyBeforeSending(t *testing.T) {
 		e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) {
 			conn, _, _ := http.NewResponseController(w).Hijack()
 			conn.Close()
-		}, upstream.ListOptions{})
+		}, upstream.LookupSettings{})
 		_, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
 		if err == nil {
 			t.Fatal("no error")
@@ -449,7 +456,7 @@ func TestListRetryOnlyBeforeSending(t *testing.T) {
 		}
 	})
 	t.Run("dead keep-alive connection", func(t *testing.T) {
-		e := newListEnv(t, serve(page("", item("ca", "ACTIVE", "u", "ac"))), upstream.ListOptions{})
+		e := newListEnv(t, serve(page("", item("ca", "ACTIVE", "u", "ac"))), upstream.LookupSettings{})
 		q := query("/api/v3", "u", "ac", "", nil)
 		if _, err := e.c.List(context.Background(), q); err != nil {
 			t.Fatal(err)
@@ -467,7 +474,7 @@ func TestListRetryOnlyBeforeSending(t *testing.T) {
 }
 
 func TestListInvalidQuery(t *testing.T) {
-	e := newListEnv(t, serve(page("")), upstream.ListOptions{})
+	e := newListEnv(t, serve(page("")), upstream.LookupSettings{})
 	for _, q := range []upstream.ListQuery{
 		query("/api/v3", "a,b", "ac", "", nil),
 		query("/api/v3", "u", "ac,2", "", nil),
@@ -488,7 +495,7 @@ func TestListCallerGone(t *testing.T) {
 	e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) {
 		close(arrived)
 		<-r.Context().Done()
-	}, upstream.ListOptions{Breaker: upstream.BreakerOptions{FailureThreshold: 1, CoolDown: time.Hour}})
+	}, upstream.LookupSettings{BreakerThreshold: 1, BreakerCooldown: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-arrived; cancel() }()
 	_, err := e.c.List(ctx, query("/api/v3", "u", "ac", "", nil))

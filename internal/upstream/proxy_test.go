@@ -47,7 +47,7 @@ type proxyEnv struct {
 
 type envOptions struct {
 	proxy     upstream.ProxyOptions
-	transport upstream.TransportOptions
+	transport upstream.TransportSettings
 	tls       bool
 	target    string // overrides the upstream URL (a closed port, ...)
 	wrap      func(http.Handler) http.Handler
@@ -58,7 +58,6 @@ func newProxyEnv(t *testing.T, up http.Handler, o envOptions) *proxyEnv {
 	e := &proxyEnv{m: metrics.New(metrics.Build{})}
 	if o.tls {
 		e.up = httptest.NewTLSServer(up)
-		o.transport.TLSClientConfig = trusting(e.up)
 	} else {
 		e.up = httptest.NewServer(up)
 	}
@@ -69,6 +68,9 @@ func newProxyEnv(t *testing.T, up http.Handler, o envOptions) *proxyEnv {
 	}
 	o.proxy.Metrics = e.m
 	tr := upstream.NewTransport(o.transport)
+	if o.tls {
+		tr.TLSClientConfig = trusting(e.up)
+	}
 	t.Cleanup(tr.CloseIdleConnections)
 	p := upstream.NewProxy(mustURL(t, target), tr, o.proxy)
 	core, logs := observer.New(zapcore.DebugLevel)
@@ -662,13 +664,13 @@ func TestUpstreamFailuresAnswered(t *testing.T) {
 				case <-time.After(5 * time.Second):
 				}
 			},
-			o:          envOptions{transport: upstream.TransportOptions{ResponseHeaderTimeout: 100 * time.Millisecond}},
+			o:          envOptions{transport: upstream.TransportSettings{ResponseHeaderTimeout: 100 * time.Millisecond}},
 			wantStatus: http.StatusGatewayTimeout, wantSlug: apierror.SlugUpstreamTimeout, wantReason: upstream.ReasonTimeout,
 		},
 		{
 			name: "untrusted certificate",
 			up:   func(w http.ResponseWriter, r *http.Request) {},
-			o:    envOptions{tls: true, transport: upstream.TransportOptions{}},
+			o:    envOptions{tls: true, transport: upstream.TransportSettings{}},
 			// newProxyEnv trusts the test certificate; break that below.
 			wantStatus: http.StatusBadGateway, wantSlug: apierror.SlugUpstreamError, wantReason: upstream.ReasonTLS,
 		},
@@ -855,7 +857,8 @@ func TestHTTP2ToHTTPSUpstream(t *testing.T) {
 	up.EnableHTTP2 = true
 	up.StartTLS()
 	defer up.Close()
-	tr := upstream.NewTransport(upstream.TransportOptions{TLSClientConfig: trusting(up)})
+	tr := upstream.NewTransport(upstream.TransportSettings{})
+	tr.TLSClientConfig = trusting(up)
 	defer tr.CloseIdleConnections()
 	p := upstream.NewProxy(mustURL(t, up.URL), tr, upstream.ProxyOptions{})
 	front := httptest.NewServer(p)

@@ -62,8 +62,8 @@ func (e *tlsWrap) Unwrap() error { return e.err }
 
 // A transport's real response-header timeout maps to 504.
 func TestStatusForResponseHeaderTimeout(t *testing.T) {
-	e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, upstream.ListOptions{})
-	tr := upstream.NewTransport(upstream.TransportOptions{ResponseHeaderTimeout: 50 * time.Millisecond})
+	e := newListEnv(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, upstream.LookupSettings{})
+	tr := upstream.NewTransport(upstream.TransportSettings{ResponseHeaderTimeout: 50 * time.Millisecond})
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequest(http.MethodGet, e.base, nil)
 	_, err := tr.RoundTrip(req)
@@ -75,13 +75,13 @@ func TestStatusForResponseHeaderTimeout(t *testing.T) {
 func TestNewTransport(t *testing.T) {
 	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
 	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:1")
-	tr := upstream.NewTransport(upstream.TransportOptions{MaxIdleConnsPerHost: 7})
+	tr := upstream.NewTransport(upstream.TransportSettings{MaxIdleConnsPerHost: 7})
 	if tr.Proxy != nil || !tr.ForceAttemptHTTP2 || tr.DisableKeepAlives || tr.MaxIdleConnsPerHost != 7 ||
-		tr.ResponseHeaderTimeout != upstream.DefaultResponseHeaderTimeout || tr.TLSHandshakeTimeout == 0 {
+		tr.ResponseHeaderTimeout != upstream.DefaultTransportSettings().ResponseHeaderTimeout || tr.TLSHandshakeTimeout == 0 {
 		t.Errorf("transport %+v", tr)
 	}
 	// The environment's proxy is not used: a plain request still arrives.
-	e := newListEnv(t, serve(page("")), upstream.ListOptions{})
+	e := newListEnv(t, serve(page("")), upstream.LookupSettings{})
 	req, _ := http.NewRequest(http.MethodGet, e.base, nil)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {

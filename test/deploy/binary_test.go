@@ -16,6 +16,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/composiotest/fakeserver"
 	"github.com/composio-guard/composio-guard/internal/testproc"
 )
 
@@ -28,31 +29,19 @@ func TestBinaryExposesEveryMetricUsed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := testproc.Build(t, "./cmd/proxy")
-
 	redis := miniredis.RunT(t)
-	fake, upstream := composiotest.NewServer(t)
+	fake, upstream := fakeserver.New(t)
 	fake.AddAccount(composiotest.Account{Credential: "key_1", UserID: "u_dup", AuthConfigID: "ac_1"})
 
-	p := testproc.Start(t, bin, []string{
-		"GUARD_UPSTREAM_URL=" + upstream.URL,
-		"GUARD_LISTEN_ADDR=127.0.0.1:0",
-		"GUARD_ADMIN_ADDR=127.0.0.1:0",
-		"GUARD_MODE=enforce",
-		"GUARD_FAILURE_MODE=closed",
+	p := testproc.StartProxy(t, upstream.URL,
 		"GUARD_LOCK_BACKEND=redis",
-		"GUARD_REDIS_URL=redis://" + redis.Addr(),
+		"GUARD_REDIS_URL=redis://"+redis.Addr(),
 		"GUARD_REDIS_TIMEOUT=200ms",
 		// A sandbox policy, so session requests are counted.
 		"GUARD_SANDBOX_MAX_SIZE=large",
-		"GUARD_LOG_LEVEL=info", // the "listening" line is logged at info
-		"GUARD_DRAIN_DELAY=0s",
 		"GUARD_SHUTDOWN_GRACE=2s",
-	})
-	proxy, admin := "http://"+p.Addr("proxy_addr"), p.Addr("admin_addr")
-	if proxy == "http://" || admin == "" {
-		t.Fatalf("listening line lacks proxy_addr/admin_addr: %v", p.Fields)
-	}
+	)
+	proxy, admin := p.URL, p.AdminAddr
 
 	client := &http.Client{Timeout: 10 * time.Second}
 	call := func(method, path, body string, want int) {
@@ -115,7 +104,7 @@ func TestBinaryExposesEveryMetricUsed(t *testing.T) {
 
 	// The image's HEALTHCHECK: ["/composio-guard", "healthcheck"].
 	health := func(adminAddr string) int {
-		cmd := exec.Command(bin, "healthcheck")
+		cmd := exec.Command(p.Cmd.Path, "healthcheck")
 		cmd.Env = []string{"GUARD_ADMIN_ADDR=" + adminAddr}
 		out, err := cmd.CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); ok {

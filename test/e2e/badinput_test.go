@@ -88,7 +88,7 @@ func testBadInput(t *testing.T, w *world) {
 			if c.chunked {
 				rd = io.MultiReader(rd) // hides the length: sent chunked
 			}
-			req, err := http.NewRequest(http.MethodPost, w.enforce.url+path, rd)
+			req, err := http.NewRequest(http.MethodPost, w.enforce.URL+path, rd)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,7 +101,7 @@ func testBadInput(t *testing.T, w *world) {
 			if c.fixHas != "" && !strings.Contains(strings.ToLower(e.SuggestedFix), strings.ToLower(c.fixHas)) {
 				t.Errorf("suggested_fix %q does not name %s", e.SuggestedFix, c.fixHas)
 			}
-			if got := w.fake.requestsOf(t, cred, ""); len(got) != 0 {
+			if got := w.fake.RequestsOf(t, cred, ""); len(got) != 0 {
 				t.Errorf("%d request(s) reached the fake, want none: first %s %s", len(got), got[0].Method, got[0].Path)
 			}
 		})

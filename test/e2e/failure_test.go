@@ -9,6 +9,7 @@ import (
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
 	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/composiotest/fakeserver"
 	"github.com/composio-guard/composio-guard/internal/intercept"
 )
 
@@ -29,9 +30,9 @@ func TestLookupFailure(t *testing.T) {
 		"GUARD_LOOKUP_BREAKER_THRESHOLD=0", // every case must reach the fake
 		"GUARD_RETRY_AFTER=3s",
 	}
-	closed := startProxy(t, "fail-closed", f.url, append(common, "GUARD_FAILURE_MODE=closed",
+	closed := startProxy(t, "fail-closed", f.URL, append(common, "GUARD_FAILURE_MODE=closed",
 		"GUARD_UPSTREAM_RESPONSE_HEADER_TIMEOUT="+forwardTimeout.String())...)
-	open := startProxy(t, "fail-open", f.url, append(common, "GUARD_FAILURE_MODE=open")...)
+	open := startProxy(t, "fail-open", f.URL, append(common, "GUARD_FAILURE_MODE=open")...)
 
 	for _, c := range []struct {
 		name  string
@@ -46,8 +47,8 @@ func TestLookupFailure(t *testing.T) {
 		{"slower than the lookup timeout", composiotest.Fault{Latency: 3 * lookupTimeout}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f.setFault(t, composiotest.RouteList, c.fault)
-			defer f.clearFaults(t)
+			f.SetFault(t, composiotest.RouteList, c.fault)
+			defer f.ClearFaults(t)
 
 			cred, user, ac := uniq("key"), uniq("user"), uniq("ac")
 			a := link(t, closed, "/api/v3", cred, user, ac)
@@ -55,10 +56,10 @@ func TestLookupFailure(t *testing.T) {
 			if got := a.header.Get("Retry-After"); got != "3" {
 				t.Errorf("Retry-After = %q, want 3 (GUARD_RETRY_AFTER)", got)
 			}
-			if n := len(f.posts(t, cred)); n != 0 {
+			if n := len(posts(t, f, cred)); n != 0 {
 				t.Errorf("fail-closed forwarded %d POSTs, want 0", n)
 			}
-			if len(f.requestsOf(t, cred, composiotest.RouteList)) == 0 {
+			if len(f.RequestsOf(t, cred, composiotest.RouteList)) == 0 {
 				t.Errorf("the fault was never met: no lookup reached the fake")
 			}
 
@@ -80,7 +81,7 @@ func TestLookupFailure(t *testing.T) {
 			if a.status != http.StatusCreated {
 				t.Fatalf("fail-open: got %s, want the upstream's 201", a)
 			}
-			if n := len(f.accounts(t, cred)); n != 1 {
+			if n := len(f.Accounts(t, cred)); n != 1 {
 				t.Errorf("fail-open: accounts at the fake = %d, want 1", n)
 			}
 			if after := metric(t, open, "composio_guard_decisions_total", labels); after != before+1 {
@@ -100,8 +101,8 @@ func TestLookupFailure(t *testing.T) {
 		{"forward past the response header timeout", composiotest.Fault{Hang: true}, http.StatusGatewayTimeout, apierror.SlugUpstreamTimeout},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f.setFault(t, composiotest.RouteLink, c.fault)
-			defer f.clearFaults(t)
+			f.SetFault(t, composiotest.RouteLink, c.fault)
+			defer f.ClearFaults(t)
 			fwdErrs := map[string]string{"op": "forward"}
 			before := metric(t, closed, "composio_guard_upstream_errors_total", fwdErrs)
 			a := link(t, closed, "/api/v3", uniq("key"), uniq("user"), uniq("ac"))
@@ -129,10 +130,10 @@ func TestLookupFailure(t *testing.T) {
 			header: map[string]string{"Retry-After": "7"}, body: `{"message":"Rate limit exceeded. Please retry after 7 seconds."}`},
 	} {
 		for _, p := range []*proxy{closed, open} {
-			t.Run(c.name+" via "+p.name, func(t *testing.T) {
+			t.Run(c.name+" via "+p.Name, func(t *testing.T) {
 				if c.fault != nil {
-					f.setFault(t, composiotest.RouteList, *c.fault)
-					defer f.clearFaults(t)
+					f.SetFault(t, composiotest.RouteList, *c.fault)
+					defer f.ClearFaults(t)
 				}
 				postsBefore := countPosts(t, f)
 				hdr := c.hdr
@@ -141,7 +142,7 @@ func TestLookupFailure(t *testing.T) {
 				}
 				rid := "refused-" + uniq("rid")
 				hdr = append(hdr, apierror.HeaderRequestID, rid)
-				a := send(t, http.MethodPost, p.url+"/api/v3/connected_accounts/link", linkBody(uniq("user"), uniq("ac")), hdr...)
+				a := send(t, http.MethodPost, p.URL+"/api/v3/connected_accounts/link", linkBody(uniq("user"), uniq("ac")), hdr...)
 				if a.status != c.status {
 					t.Fatalf("got %s, want %d as the lookup got it", a, c.status)
 				}
@@ -173,9 +174,9 @@ func TestLookupFailure(t *testing.T) {
 		{Status: 500, Body: "plain text failure", Headers: map[string]string{"Content-Type": "text/plain"}},
 	} {
 		t.Run(fmt.Sprintf("pass-through %d untouched", c.Status), func(t *testing.T) {
-			f.setFault(t, composiotest.RouteGet, c)
-			defer f.clearFaults(t)
-			a := send(t, http.MethodGet, closed.url+"/api/v3/connected_accounts/ca_x", nil, "x-api-key", uniq("key"))
+			f.SetFault(t, composiotest.RouteGet, c)
+			defer f.ClearFaults(t)
+			a := send(t, http.MethodGet, closed.URL+"/api/v3/connected_accounts/ca_x", nil, "x-api-key", uniq("key"))
 			if a.status != c.Status || string(a.body) != c.Body {
 				t.Errorf("got %d %q, want %d %q as Composio sent it", a.status, a.body, c.Status, c.Body)
 			}
@@ -198,7 +199,7 @@ func TestLookupFailure(t *testing.T) {
 func countPosts(t *testing.T, f *fake) int {
 	t.Helper()
 	n := 0
-	for _, q := range f.requests(t) {
+	for _, q := range f.Requests(t, "", "") {
 		if q.Method == http.MethodPost {
 			n++
 		}
@@ -211,13 +212,13 @@ func countPosts(t *testing.T, f *fake) int {
 // control API renders bodies as text, which cannot carry gzip bytes exactly.
 func TestGzipBody(t *testing.T) {
 	t.Parallel()
-	fk, srv := composiotest.NewServer(t)
+	fk, srv := fakeserver.New(t)
 	p := startProxy(t, "gzip", srv.URL)
 
 	cred, user, ac := uniq("key"), uniq("user"), uniq("ac")
 	plain := linkBody(user, ac)
 	zipped := gz(t, plain)
-	a := send(t, http.MethodPost, p.url+"/api/v3/connected_accounts/link", zipped, "x-api-key", cred, "Content-Encoding", "gzip")
+	a := send(t, http.MethodPost, p.URL+"/api/v3/connected_accounts/link", zipped, "x-api-key", cred, "Content-Encoding", "gzip")
 	var got []composiotest.Request
 	for _, q := range fk.RequestsFor(http.MethodPost, composiotest.RouteLink) {
 		if q.Header.Get("X-Api-Key") == cred {
@@ -239,7 +240,7 @@ func TestGzipBody(t *testing.T) {
 
 	// Checked: a duplicate inside a gzip body is refused.
 	seeded := fk.AddAccount(composiotest.Account{Credential: cred, UserID: user, AuthConfigID: "ac_gz_dup"})
-	a = send(t, http.MethodPost, p.url+"/api/v3/connected_accounts/link", gz(t, linkBody(user, "ac_gz_dup")),
+	a = send(t, http.MethodPost, p.URL+"/api/v3/connected_accounts/link", gz(t, linkBody(user, "ac_gz_dup")),
 		"x-api-key", cred, "Content-Encoding", "gzip")
 	wantConflict(t, a, user, "ac_gz_dup", seeded.ID)
 }

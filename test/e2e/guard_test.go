@@ -40,13 +40,13 @@ func TestGuard(t *testing.T) {
 	f := startFake(t)
 	w := &world{
 		fake: f,
-		enforce: startProxy(t, "enforce", f.url,
+		enforce: startProxy(t, "enforce", f.URL,
 			"GUARD_MAX_BODY_BYTES=4096", "GUARD_LOOKUP_PAGE_LIMIT=2"),
-		reject: startProxy(t, "reject", f.url, "GUARD_PENDING_ACTION=reject"),
-		never:  startProxy(t, "never", f.url, "GUARD_ALLOW_MULTIPLE=never"),
-		multi:  startProxy(t, "multi", f.url, "GUARD_MULTIPLE_AUTH_CONFIGS="+multiConfigA+", "+multiConfigB),
-		shadow: startProxy(t, "shadow", f.url, "GUARD_MODE=shadow"),
-		off:    startProxy(t, "off", f.url, "GUARD_MODE=off"),
+		reject: startProxy(t, "reject", f.URL, "GUARD_PENDING_ACTION=reject"),
+		never:  startProxy(t, "never", f.URL, "GUARD_ALLOW_MULTIPLE=never"),
+		multi:  startProxy(t, "multi", f.URL, "GUARD_MULTIPLE_AUTH_CONFIGS="+multiConfigA+", "+multiConfigB),
+		shadow: startProxy(t, "shadow", f.URL, "GUARD_MODE=shadow"),
+		off:    startProxy(t, "off", f.URL, "GUARD_MODE=off"),
 	}
 	for _, c := range []struct {
 		name string
@@ -81,7 +81,7 @@ func TestGuard(t *testing.T) {
 // link posts an SDK-shaped link for user on authConfig through p.
 func link(t *testing.T, p *proxy, prefix, cred, user, authConfig string, hdr ...string) answer {
 	t.Helper()
-	return send(t, http.MethodPost, p.url+prefix+"/connected_accounts/link", linkBody(user, authConfig),
+	return send(t, http.MethodPost, p.URL+prefix+"/connected_accounts/link", linkBody(user, authConfig),
 		append([]string{"x-api-key", cred}, hdr...)...)
 }
 
@@ -99,22 +99,22 @@ func testLinkThenDuplicate(t *testing.T, w *world) {
 			if got := first.header.Get(apierror.HeaderGuard); got != "" {
 				t.Errorf("first link carries %s: %q", apierror.HeaderGuard, got)
 			}
-			accts := w.fake.accounts(t, cred)
+			accts := w.fake.Accounts(t, cred)
 			if len(accts) != 1 || accts[0].ID != l.ConnectedAccountID || accts[0].Status != composiotest.StatusInitiated {
 				t.Fatalf("fake accounts after the first link = %+v, want one INITIATED %s", accts, l.ConnectedAccountID)
 			}
 			// The user finishes OAuth.
-			w.fake.setStatus(t, l.ConnectedAccountID, composiotest.StatusActive)
+			w.fake.SetStatus(t, l.ConnectedAccountID, composiotest.StatusActive)
 
 			dup := link(t, w.enforce, prefix, cred, user, ac, apierror.HeaderRequestID, "e2e-dup-"+user)
 			wantConflict(t, dup, user, ac, l.ConnectedAccountID)
 			if got := dup.header.Get(apierror.HeaderRequestID); got != "e2e-dup-"+user {
 				t.Errorf("X-Request-Id = %q, want the inbound one", got)
 			}
-			if n := len(w.fake.posts(t, cred)); n != 1 {
+			if n := len(posts(t, w.fake, cred)); n != 1 {
 				t.Errorf("link POSTs at the fake = %d, want 1 (the duplicate must not be forwarded)", n)
 			}
-			if n := len(w.fake.accounts(t, cred)); n != 1 {
+			if n := len(w.fake.Accounts(t, cred)); n != 1 {
 				t.Errorf("accounts at the fake = %d, want 1", n)
 			}
 		})
@@ -141,26 +141,26 @@ func testCanonicalPaths(t *testing.T, w *world) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			cred, user, ac := uniq("key"), uniq("user"), uniq("ac")
-			seeded := w.fake.seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac})
+			seeded := w.fake.Seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac})
 			body := linkBody(user, ac)
 			if c.create {
 				body = createBody(user, ac)
 			}
-			u, err := url.Parse(w.enforce.url + c.path)
+			u, err := url.Parse(w.enforce.URL + c.path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			req, err := http.NewRequest(http.MethodPost, w.enforce.url, strings.NewReader(string(body)))
+			req, err := http.NewRequest(http.MethodPost, w.enforce.URL, strings.NewReader(string(body)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			req.URL = u // keep the path exactly as written, escapes included
 			a := do(t, req, "x-api-key", cred)
 			wantConflict(t, a, user, ac, seeded.ID)
-			if n := len(w.fake.posts(t, cred)); n != 0 {
+			if n := len(posts(t, w.fake, cred)); n != 0 {
 				t.Errorf("POSTs forwarded to the fake = %d, want 0", n)
 			}
-			lists := w.fake.requestsOf(t, cred, composiotest.RouteList)
+			lists := w.fake.RequestsOf(t, cred, composiotest.RouteList)
 			if len(lists) == 0 {
 				t.Fatalf("no list query reached the fake")
 			}
@@ -181,24 +181,24 @@ func testLegacyCreate(t *testing.T, w *world) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			cred, ac := uniq("key"), uniq("ac")
-			u := w.enforce.url + c.prefix + "/connected_accounts"
+			u := w.enforce.URL + c.prefix + "/connected_accounts"
 			first := send(t, http.MethodPost, u, createBody(c.user, ac), "x-api-key", cred)
 			if first.status != http.StatusCreated {
 				t.Fatalf("first create: got %s, want 201", first)
 			}
-			accts := w.fake.accounts(t, cred)
+			accts := w.fake.Accounts(t, cred)
 			if len(accts) != 1 || accts[0].UserID != c.wantUser {
 				t.Fatalf("fake accounts = %+v, want one for user %q", accts, c.wantUser)
 			}
-			lists := w.fake.requestsOf(t, cred, composiotest.RouteList)
+			lists := w.fake.RequestsOf(t, cred, composiotest.RouteList)
 			if len(lists) == 0 || query(t, lists[0]).Get("user_ids") != c.wantUser {
 				t.Errorf("list queries = %+v, want one for user_ids=%s", lists, c.wantUser)
 			}
-			w.fake.setStatus(t, accts[0].ID, composiotest.StatusActive)
+			w.fake.SetStatus(t, accts[0].ID, composiotest.StatusActive)
 
 			dup := send(t, http.MethodPost, u, createBody(c.user, ac), "x-api-key", cred)
 			wantConflict(t, dup, c.wantUser, ac, accts[0].ID)
-			if n := len(w.fake.posts(t, cred)); n != 1 {
+			if n := len(posts(t, w.fake, cred)); n != 1 {
 				t.Errorf("create POSTs at the fake = %d, want 1", n)
 			}
 		})

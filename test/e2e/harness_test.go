@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -10,8 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -51,115 +48,27 @@ func uniq(prefix string) string {
 	return fmt.Sprintf("%s_%d", prefix, seq.Add(1))
 }
 
-// ---- the fake Composio, as a process -------------------------------------
+// ---- the fake Composio and the proxy, as processes ---------------------
 
-type fake struct {
-	url  string
-	proc *testproc.Proc
-}
+type (
+	fake  = testproc.Fake
+	proxy = testproc.Proxy
+)
 
-func startFake(t *testing.T) *fake {
+func startFake(t *testing.T) *fake { return testproc.StartFake(t, buildFlags()...) }
+
+// startProxy runs the proxy in front of upstream with testproc's base
+// settings plus env (later entries win, as in a shell).
+func startProxy(t *testing.T, name, upstream string, env ...string) *proxy {
 	t.Helper()
-	p := testproc.Start(t, testproc.Build(t, "./cmd/fakecomposio", buildFlags()...), nil)
-	if p.Addr("addr") == "" {
-		t.Fatalf("fake: listening line without addr: %v", p.Fields)
-	}
-	return &fake{url: "http://" + p.Addr("addr"), proc: p}
-}
-
-func (f *fake) control(t *testing.T, method, path string, in, out any) {
-	t.Helper()
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			t.Fatalf("fake control: %v", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, f.url+path, body)
-	if err != nil {
-		t.Fatalf("fake control: %v", err)
-	}
-	res, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("fake control %s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode >= 300 {
-		t.Fatalf("fake control %s %s: %d %s", method, path, res.StatusCode, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("fake control %s %s: %v: %s", method, path, err, b)
-		}
-	}
-}
-
-// seed adds an account (ACTIVE unless said otherwise) and returns it.
-func (f *fake) seed(t *testing.T, a composiotest.Account) composiotest.Account {
-	t.Helper()
-	var out composiotest.Account
-	f.control(t, http.MethodPost, "/_fake/accounts", a, &out)
-	return out
-}
-
-func (f *fake) setStatus(t *testing.T, id, status string) {
-	t.Helper()
-	f.control(t, http.MethodPost, "/_fake/accounts/"+url.PathEscape(id)+"/status", map[string]string{"status": status}, nil)
-}
-
-// accounts returns the accounts of one project (an x-api-key value).
-func (f *fake) accounts(t *testing.T, credential string) []composiotest.Account {
-	t.Helper()
-	var out []composiotest.Account
-	f.control(t, http.MethodGet, "/_fake/accounts?credential="+url.QueryEscape(credential), nil, &out)
-	return out
-}
-
-func (f *fake) setFault(t *testing.T, route string, fl composiotest.Fault) {
-	t.Helper()
-	f.control(t, http.MethodPut, "/_fake/faults/"+route, fl, nil)
-}
-
-func (f *fake) clearFaults(t *testing.T) {
-	t.Helper()
-	f.control(t, http.MethodDelete, "/_fake/faults", nil, nil)
-}
-
-// requests returns what reached the fake's Composio routes, oldest first.
-func (f *fake) requests(t *testing.T) []composiotest.Request {
-	t.Helper()
-	var out []composiotest.Request
-	f.control(t, http.MethodGet, "/_fake/requests", nil, &out)
-	return out
-}
-
-// requestsOf returns the requests that carried credential in any credential
-// header, optionally only those of one fake route.
-func (f *fake) requestsOf(t *testing.T, credential, route string) []composiotest.Request {
-	t.Helper()
-	var out []composiotest.Request
-	for _, q := range f.requests(t) {
-		if route != "" && q.Route != route {
-			continue
-		}
-		for _, h := range []string{"X-Api-Key", "X-User-Api-Key", "X-Org-Api-Key"} {
-			if q.Header.Get(h) == credential {
-				out = append(out, q)
-				break
-			}
-		}
-	}
-	return out
+	return testproc.LaunchProxy(t, upstream, testproc.ProxyOptions{Name: name, Env: env, BuildFlags: buildFlags()})
 }
 
 // posts returns the POST requests of credential: what the guard forwarded.
-func (f *fake) posts(t *testing.T, credential string) []composiotest.Request {
+func posts(t *testing.T, f *fake, credential string) []composiotest.Request {
 	t.Helper()
 	var out []composiotest.Request
-	for _, q := range f.requestsOf(t, credential, "") {
+	for _, q := range f.RequestsOf(t, credential, "") {
 		if q.Method == http.MethodPost {
 			out = append(out, q)
 		}
@@ -175,51 +84,6 @@ func query(t *testing.T, q composiotest.Request) url.Values {
 		t.Fatalf("query %q: %v", q.RawQuery, err)
 	}
 	return v
-}
-
-// ---- the proxy, as a process ---------------------------------------------
-
-type proxy struct {
-	name  string
-	url   string // http://proxy_addr
-	admin string // http://admin_addr
-	proc  *testproc.Proc
-}
-
-// startProxy runs the proxy in front of upstream with the base settings of
-// the suite plus env (later entries win, as in a shell).
-func startProxy(t *testing.T, name, upstream string, env ...string) *proxy {
-	t.Helper()
-	base := []string{
-		"GUARD_UPSTREAM_URL=" + upstream,
-		"GUARD_LISTEN_ADDR=127.0.0.1:0",
-		"GUARD_ADMIN_ADDR=127.0.0.1:0",
-		"GUARD_DRAIN_DELAY=200ms",
-		"GUARD_LOG_LEVEL=info",
-	}
-	p := testproc.Start(t, proxyBin(t), append(base, env...))
-	px := &proxy{name: name, url: "http://" + p.Addr("proxy_addr"), admin: "http://" + p.Addr("admin_addr"), proc: p}
-	if p.Addr("proxy_addr") == "" || p.Addr("admin_addr") == "" {
-		t.Fatalf("%s: listening line without proxy_addr/admin_addr: %v", name, p.Fields)
-	}
-	t.Cleanup(func() {
-		logs := p.Logs()
-		if i := strings.Index(logs, "WARNING: DATA RACE"); i >= 0 { // binaries built with E2E_RACE=1
-			t.Errorf("%s: data race in the proxy:\n%s", name, logs[i:min(len(logs), i+4000)])
-		}
-		if t.Failed() {
-			t.Logf("%s (%s) logs, last lines:\n%s", name, px.url, tail(logs, 80))
-		}
-	})
-	return px
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // ---- HTTP ----------------------------------------------------------------
@@ -415,48 +279,11 @@ func gz(t *testing.T, b []byte) []byte {
 
 // ---- metrics ---------------------------------------------------------------
 
-var labelRE = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
-
 // metric sums the samples of family name whose labels include want.
 func metric(t *testing.T, p *proxy, name string, want map[string]string) float64 {
 	t.Helper()
-	a := send(t, http.MethodGet, p.admin+"/metrics", nil)
-	if a.status != http.StatusOK {
-		t.Fatalf("%s /metrics: %s", p.name, a)
-	}
-	sum := 0.0
-	sc := bufio.NewScanner(bytes.NewReader(a.body))
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) || len(line) == len(name) || (line[len(name)] != '{' && line[len(name)] != ' ') {
-			continue
-		}
-		labels := map[string]string{}
-		rest := line[len(name):]
-		if rest[0] == '{' {
-			end := strings.LastIndexByte(rest, '}')
-			for _, m := range labelRE.FindAllStringSubmatch(rest[:end], -1) {
-				labels[m[1]] = m[2]
-			}
-			rest = rest[end+1:]
-		}
-		ok := true
-		for k, v := range want {
-			if labels[k] != v {
-				ok = false
-			}
-		}
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
-		if err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		sum += f
-	}
-	return sum
+	v, _ := p.Metric(t, name, want)
+	return v
 }
 
 // eventually polls cond every 20 ms until it holds or d passes.
@@ -488,7 +315,7 @@ type accessLine struct {
 func checkAccessDurations(t *testing.T, p *proxy) {
 	t.Helper()
 	n := 0
-	for _, raw := range strings.Split(p.proc.Logs(), "\n") {
+	for _, raw := range strings.Split(p.Logs(), "\n") {
 		var l accessLine
 		if json.Unmarshal([]byte(raw), &l) != nil || l.Msg != "request" {
 			continue
@@ -496,13 +323,13 @@ func checkAccessDurations(t *testing.T, p *proxy) {
 		n++
 		limit := l.Duration*1.01 + 0.002 // clocks start a few µs apart
 		if l.Upstream > limit {
-			t.Errorf("%s: request %s: upstream_duration %.4fs > duration %.4fs", p.name, l.RequestID, l.Upstream, l.Duration)
+			t.Errorf("%s: request %s: upstream_duration %.4fs > duration %.4fs", p.Name, l.RequestID, l.Upstream, l.Duration)
 		}
 		if l.Lookup != nil && *l.Lookup > limit {
-			t.Errorf("%s: request %s: lookup_duration %.4fs > duration %.4fs", p.name, l.RequestID, *l.Lookup, l.Duration)
+			t.Errorf("%s: request %s: lookup_duration %.4fs > duration %.4fs", p.Name, l.RequestID, *l.Lookup, l.Duration)
 		}
 	}
 	if n == 0 {
-		t.Errorf("%s: no access line in the logs", p.name)
+		t.Errorf("%s: no access line in the logs", p.Name)
 	}
 }

@@ -59,12 +59,12 @@ func testListQuery(t *testing.T, w *world) {
 			hdr := append(cred,
 				"X-Foo", "bar", "Cookie", "session=c00kie", "User-Agent", "e2e-client/1.0",
 				"X-Source", "e2e", "X-Request-Id", rid, "Accept-Language", "fr")
-			a := send(t, http.MethodPost, w.enforce.url+c.prefix+"/connected_accounts/link", []byte(body), hdr...)
+			a := send(t, http.MethodPost, w.enforce.URL+c.prefix+"/connected_accounts/link", []byte(body), hdr...)
 			if a.status != http.StatusCreated {
 				t.Fatalf("link: got %s, want 201", a)
 			}
 
-			lists := w.fake.requestsOf(t, secret, composiotest.RouteList)
+			lists := w.fake.RequestsOf(t, secret, composiotest.RouteList)
 			if len(lists) != 1 {
 				t.Fatalf("list queries at the fake = %d, want 1", len(lists))
 			}
@@ -121,7 +121,7 @@ func testListQuery(t *testing.T, w *world) {
 			}
 
 			// The forwarded link lost nothing the client sent.
-			posts := w.fake.posts(t, secret)
+			posts := posts(t, w.fake, secret)
 			if len(posts) != 1 {
 				t.Fatalf("link POSTs at the fake = %d, want 1", len(posts))
 			}
@@ -142,34 +142,34 @@ func testListQuery(t *testing.T, w *world) {
 // still found (the enforce proxy asks pages of pageLimit items).
 func testListPages(t *testing.T, w *world) {
 	cred, user, ac := uniq("key"), uniq("user"), uniq("ac")
-	active := w.fake.seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac})
+	active := w.fake.Seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac})
 	// Newer INITIATED accounts (made outside the proxy: no lease) come first
 	// in the list, pushing the ACTIVE one to the third page.
 	for range 2 * pageLimit {
-		w.fake.seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac, Status: composiotest.StatusInitiated})
+		w.fake.Seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac, Status: composiotest.StatusInitiated})
 	}
 	a := link(t, w.enforce, "/api/v3", cred, user, ac)
 	wantConflict(t, a, user, ac, active.ID)
-	lists := w.fake.requestsOf(t, cred, composiotest.RouteList)
+	lists := w.fake.RequestsOf(t, cred, composiotest.RouteList)
 	if len(lists) < 3 {
 		t.Fatalf("list pages read = %d, want at least 3", len(lists))
 	}
 	if query(t, lists[1]).Get("cursor") == "" {
 		t.Errorf("second page asked without cursor: %q", lists[1].RawQuery)
 	}
-	if n := len(w.fake.posts(t, cred)); n != 0 {
+	if n := len(posts(t, w.fake, cred)); n != 0 {
 		t.Errorf("POSTs forwarded = %d, want 0", n)
 	}
 
 	// An INITIATED account made outside the proxy blocks while it lives
 	// (GUARD_PENDING_MAX_TTL after its created_at), and not after.
 	cred2, user2 := uniq("key"), uniq("user")
-	w.fake.seed(t, composiotest.Account{Credential: cred2, UserID: user2, AuthConfigID: ac, Status: composiotest.StatusInitiated})
+	w.fake.Seed(t, composiotest.Account{Credential: cred2, UserID: user2, AuthConfigID: ac, Status: composiotest.StatusInitiated})
 	if a := link(t, w.enforce, "/api/v3", cred2, user2, ac); a.status != http.StatusConflict {
 		t.Errorf("link with a live untracked INITIATED account: got %s, want 409", a)
 	}
 	cred3, user3 := uniq("key"), uniq("user")
-	w.fake.seed(t, composiotest.Account{Credential: cred3, UserID: user3, AuthConfigID: ac, Status: composiotest.StatusInitiated,
+	w.fake.Seed(t, composiotest.Account{Credential: cred3, UserID: user3, AuthConfigID: ac, Status: composiotest.StatusInitiated,
 		CreatedAt: time.Now().Add(-time.Hour)})
 	if a := link(t, w.enforce, "/api/v3", cred3, user3, ac); a.status != http.StatusCreated {
 		t.Errorf("link with an expired untracked INITIATED account: got %s, want 201", a)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
 	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/testproc"
 )
 
 // TestCredentialsNeverLogged sends distinctive credentials and cookies down
@@ -23,7 +24,7 @@ import (
 func TestCredentialsNeverLogged(t *testing.T) {
 	t.Parallel()
 	f := startFake(t)
-	p := startProxy(t, "debug-logs", f.url, "GUARD_LOG_LEVEL=debug",
+	p := startProxy(t, "debug-logs", f.URL, "GUARD_LOG_LEVEL=debug",
 		"GUARD_LOOKUP_TIMEOUT=300ms", "GUARD_LOOKUP_BREAKER_THRESHOLD=0", "GUARD_MAX_BODY_BYTES=2048")
 
 	const marker = "E2ESECRET" // in every secret below, and nowhere else
@@ -36,7 +37,7 @@ func TestCredentialsNeverLogged(t *testing.T) {
 
 	user, ac := uniq("user"), uniq("ac")
 	withKey := []string{"x-api-key", apiKey, "Cookie", cookie}
-	linkURL := p.url + "/api/v3/connected_accounts/link"
+	linkURL := p.URL + "/api/v3/connected_accounts/link"
 	sent := 0
 	step := func(method, u string, body []byte, hdr ...string) answer {
 		t.Helper()
@@ -44,20 +45,20 @@ func TestCredentialsNeverLogged(t *testing.T) {
 		return send(t, method, u, body, hdr...)
 	}
 
-	step(http.MethodGet, p.url+"/api/v3/connected_accounts?user_ids="+user, nil, withKey...)
+	step(http.MethodGet, p.URL+"/api/v3/connected_accounts?user_ids="+user, nil, withKey...)
 	first := step(http.MethodPost, linkURL, linkBody(user, ac), withKey...)
 	if first.status != http.StatusCreated {
 		t.Fatalf("first link: %s", first)
 	}
 	step(http.MethodPost, linkURL, linkBody(user, ac), withKey...) // replayed
-	f.setStatus(t, decodeLink(t, first).ConnectedAccountID, composiotest.StatusActive)
+	f.SetStatus(t, decodeLink(t, first).ConnectedAccountID, composiotest.StatusActive)
 	if a := step(http.MethodPost, linkURL, linkBody(user, ac), withKey...); a.status != http.StatusConflict {
 		t.Errorf("duplicate: %s", a)
 	}
 	step(http.MethodPost, linkURL, linkBody(user, ac), append(withKey, apierror.HeaderAllowMultiple, "true")...)
-	step(http.MethodPost, p.url+"/api/v3.1/connected_accounts/link", linkBody(user, ac),
+	step(http.MethodPost, p.URL+"/api/v3.1/connected_accounts/link", linkBody(user, ac),
 		"x-user-api-key", userKey, "x-org-id", "org_1", "Cookie", cookie)
-	step(http.MethodPost, p.url+"/api/v3/connected_accounts", createBody(user, ac), "x-org-api-key", orgKey, "Cookie", cookie)
+	step(http.MethodPost, p.URL+"/api/v3/connected_accounts", createBody(user, ac), "x-org-api-key", orgKey, "Cookie", cookie)
 	step(http.MethodPost, linkURL, []byte(`{"user_id":1}`), withKey...)
 	step(http.MethodPost, linkURL, []byte(`{}`), append(withKey, "Content-Encoding", "br")...)
 	step(http.MethodPost, linkURL, bytes.Repeat([]byte(" "), 4096), withKey...)
@@ -69,29 +70,29 @@ func TestCredentialsNeverLogged(t *testing.T) {
 		{Status: 500, Body: "boom"}, {NotJSON: true}, {Hang: true}, {Reset: true},
 		{Status: 429, Headers: map[string]string{"Retry-After": "1"}, Body: "{}"},
 	} {
-		f.setFault(t, composiotest.RouteList, fl)
+		f.SetFault(t, composiotest.RouteList, fl)
 		step(http.MethodPost, linkURL, linkBody(uniq("user"), ac), withKey...)
-		f.clearFaults(t)
+		f.ClearFaults(t)
 	}
 	for _, fl := range []composiotest.Fault{{Status: 502, Body: "bad"}, {Reset: true}, {Truncate: true}} {
-		f.setFault(t, composiotest.RouteLink, fl)
+		f.SetFault(t, composiotest.RouteLink, fl)
 		req, err := http.NewRequest(http.MethodPost, linkURL, bytes.NewReader(linkBody(uniq("user"), ac)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		sent++
 		_, _ = tryDo(req, withKey...) // a truncated answer may fail to read: fine
-		f.clearFaults(t)
+		f.ClearFaults(t)
 	}
 
-	logs := p.proc.WaitLogs(5*time.Second, func(l string) bool { return strings.Count(l, `"msg":"request"`) >= sent })
+	logs := p.WaitLogs(5*time.Second, func(l string) bool { return strings.Count(l, `"msg":"request"`) >= sent })
 	if n := strings.Count(logs, `"msg":"request"`); n < sent {
-		t.Fatalf("access lines = %d for %d requests: the logs are not what this test assumes\n%s", n, sent, tail(logs, 40))
+		t.Fatalf("access lines = %d for %d requests: the logs are not what this test assumes\n%s", n, sent, testproc.Tail(logs, 40))
 	}
 	if !strings.Contains(logs, "GUARD_LOG_LEVEL=debug") {
 		t.Errorf("the proxy did not run at debug level")
 	}
-	metrics := string(send(t, http.MethodGet, p.admin+"/metrics", nil).body)
+	metrics := string(send(t, http.MethodGet, p.AdminURL+"/metrics", nil).body)
 	for _, s := range secrets {
 		if i := strings.Index(logs, s); i >= 0 {
 			t.Errorf("secret %q in the proxy's output: ...%s...", s, logs[max(0, i-200):min(len(logs), i+100)])
@@ -107,11 +108,11 @@ func TestCredentialsNeverLogged(t *testing.T) {
 func TestSIGTERMDrain(t *testing.T) {
 	t.Parallel()
 	f := startFake(t)
-	p := startProxy(t, "drain", f.url, "GUARD_DRAIN_DELAY=200ms", "GUARD_SHUTDOWN_GRACE=10s")
+	p := startProxy(t, "drain", f.URL, "GUARD_DRAIN_DELAY=200ms", "GUARD_SHUTDOWN_GRACE=10s")
 	cred := uniq("key")
-	acct := f.seed(t, composiotest.Account{Credential: cred, UserID: uniq("user"), AuthConfigID: uniq("ac")})
+	acct := f.Seed(t, composiotest.Account{Credential: cred, UserID: uniq("user"), AuthConfigID: uniq("ac")})
 	const slow = 1500 * time.Millisecond
-	f.setFault(t, composiotest.RouteGet, composiotest.Fault{Latency: slow})
+	f.SetFault(t, composiotest.RouteGet, composiotest.Fault{Latency: slow})
 
 	type result struct {
 		a   answer
@@ -119,7 +120,7 @@ func TestSIGTERMDrain(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		req, err := http.NewRequest(http.MethodGet, p.url+"/api/v3/connected_accounts/"+acct.ID, nil)
+		req, err := http.NewRequest(http.MethodGet, p.URL+"/api/v3/connected_accounts/"+acct.ID, nil)
 		if err != nil {
 			done <- result{err: err}
 			return
@@ -127,18 +128,18 @@ func TestSIGTERMDrain(t *testing.T) {
 		a, err := tryDo(req, "x-api-key", cred)
 		done <- result{a, err}
 	}()
-	if !eventually(5*time.Second, func() bool { return len(f.requestsOf(t, cred, composiotest.RouteGet)) == 1 }) {
+	if !eventually(5*time.Second, func() bool { return len(f.RequestsOf(t, cred, composiotest.RouteGet)) == 1 }) {
 		t.Fatal("the slow request never reached the fake")
 	}
-	if a := send(t, http.MethodGet, p.admin+"/readyz", nil); a.status != http.StatusOK {
+	if a := send(t, http.MethodGet, p.AdminURL+"/readyz", nil); a.status != http.StatusOK {
 		t.Fatalf("/readyz before SIGTERM: %s", a)
 	}
 	sigterm := time.Now()
-	if err := p.proc.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	ready503 := eventually(slow/2, func() bool {
-		req, _ := http.NewRequest(http.MethodGet, p.admin+"/readyz", nil)
+		req, _ := http.NewRequest(http.MethodGet, p.AdminURL+"/readyz", nil)
 		a, err := tryDo(req)
 		return err == nil && a.status == http.StatusServiceUnavailable
 	})
@@ -160,8 +161,8 @@ func TestSIGTERMDrain(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("in-flight request never answered")
 	}
-	if code := p.proc.Wait(15 * time.Second); code != 0 {
-		t.Errorf("exit code after SIGTERM = %d, want 0\n%s", code, tail(p.proc.Logs(), 30))
+	if code := p.Wait(15 * time.Second); code != 0 {
+		t.Errorf("exit code after SIGTERM = %d, want 0\n%s", code, testproc.Tail(p.Logs(), 30))
 	}
 }
 

@@ -50,12 +50,12 @@ func sendOptIn(t *testing.T, w *world, p *proxy, c optInCase, seed bool) (a answ
 	t.Helper()
 	cred, user, ac = uniq("key"), uniq("user"), uniq("ac")
 	if seed {
-		w.fake.seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac})
+		w.fake.Seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac})
 	}
 	body := fmt.Sprintf(c.body, user, ac)
-	a = send(t, http.MethodPost, p.url+"/api/v3/connected_accounts/link"+c.query, []byte(body),
+	a = send(t, http.MethodPost, p.URL+"/api/v3/connected_accounts/link"+c.query, []byte(body),
 		append([]string{"x-api-key", cred}, c.hdr...)...)
-	return a, cred, user, ac, w.fake.posts(t, cred)
+	return a, cred, user, ac, posts(t, w.fake, cred)
 }
 
 // checkStripped: the flag is gone from header, query and body; every other
@@ -88,7 +88,7 @@ func testOptIn(t *testing.T, w *world) {
 				t.Fatalf("POSTs at the fake = %d, want 1", len(posts))
 			}
 			checkStripped(t, c, posts[0], user, ac)
-			if n := len(w.fake.accounts(t, cred)); n != 2 {
+			if n := len(w.fake.Accounts(t, cred)); n != 2 {
 				t.Errorf("accounts at the fake = %d, want 2", n)
 			}
 		})
@@ -148,7 +148,7 @@ func testMultipleAuthConfigs(t *testing.T, w *world) {
 		t.Run(c.authConfig, func(t *testing.T) {
 			t.Parallel()
 			cred, user := uniq("key"), uniq("user")
-			seeded := w.fake.seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: c.authConfig})
+			seeded := w.fake.Seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: c.authConfig})
 			a := link(t, w.multi, "/api/v3.1", cred, user, c.authConfig)
 			if !c.allowed {
 				wantConflict(t, a, user, c.authConfig, seeded.ID)
@@ -157,7 +157,7 @@ func testMultipleAuthConfigs(t *testing.T, w *world) {
 			if a.status != http.StatusCreated {
 				t.Fatalf("listed auth config: got %s, want 201", a)
 			}
-			if n := len(w.fake.accounts(t, cred)); n != 2 {
+			if n := len(w.fake.Accounts(t, cred)); n != 2 {
 				t.Errorf("accounts at the fake = %d, want 2", n)
 			}
 		})

@@ -15,8 +15,8 @@ import (
 // status, rate-limit headers and body, as if the proxy were not there.
 func testPassthrough(t *testing.T, w *world) {
 	cred, user, ac := uniq("key"), uniq("user"), uniq("ac")
-	a1 := w.fake.seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac})
-	w.fake.seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac, Status: composiotest.StatusExpired})
+	a1 := w.fake.Seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac})
+	w.fake.Seed(t, composiotest.Account{Credential: cred, UserID: user, AuthConfigID: ac, Status: composiotest.StatusExpired})
 
 	for _, c := range []struct {
 		name, method, path string
@@ -30,8 +30,8 @@ func testPassthrough(t *testing.T, w *world) {
 		{"GET on the link route is not guarded", http.MethodGet, "/api/v3/connected_accounts/link", http.StatusNotFound},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			via := send(t, c.method, w.enforce.url+c.path, nil, "x-api-key", cred)
-			direct := send(t, c.method, w.fake.url+c.path, nil, "x-api-key", cred)
+			via := send(t, c.method, w.enforce.URL+c.path, nil, "x-api-key", cred)
+			direct := send(t, c.method, w.fake.URL+c.path, nil, "x-api-key", cred)
 			if via.status != c.status || direct.status != c.status {
 				t.Fatalf("status through the proxy %d, direct %d, want %d; body %s", via.status, direct.status, c.status, via.body)
 			}
@@ -84,16 +84,16 @@ func testRequestID(t *testing.T, w *world) {
 	path := "/api/v3/connected_accounts?user_ids=" + uniq("user")
 
 	in := "e2e-" + cred
-	a := send(t, http.MethodGet, w.enforce.url+path, nil, "x-api-key", cred, apierror.HeaderRequestID, in)
+	a := send(t, http.MethodGet, w.enforce.URL+path, nil, "x-api-key", cred, apierror.HeaderRequestID, in)
 	if got := a.header.Get(apierror.HeaderRequestID); got != in {
 		t.Errorf("answer X-Request-Id = %q, want the inbound %q", got, in)
 	}
-	a = send(t, http.MethodGet, w.enforce.url+path, nil, "x-api-key", cred)
+	a = send(t, http.MethodGet, w.enforce.URL+path, nil, "x-api-key", cred)
 	gen := a.header.Get(apierror.HeaderRequestID)
 	if !generatedID.MatchString(gen) {
 		t.Errorf("generated X-Request-Id = %q, want 32 hex digits", gen)
 	}
-	got := w.fake.requestsOf(t, cred, composiotest.RouteList)
+	got := w.fake.RequestsOf(t, cred, composiotest.RouteList)
 	if len(got) != 2 {
 		t.Fatalf("requests at the fake = %d, want 2", len(got))
 	}
@@ -105,7 +105,7 @@ func testRequestID(t *testing.T, w *world) {
 	}
 
 	// An answer the proxy writes itself: the generated id is in the body too.
-	bad := send(t, http.MethodPost, w.enforce.url+"/api/v3/connected_accounts/link", []byte(`[]`), "x-api-key", cred)
+	bad := send(t, http.MethodPost, w.enforce.URL+"/api/v3/connected_accounts/link", []byte(`[]`), "x-api-key", cred)
 	e := wantEnvelope(t, bad, http.StatusBadRequest, apierror.SlugBadRequest)
 	if !generatedID.MatchString(e.RequestID) {
 		t.Errorf("request_id of the proxy's own answer = %q, want a generated id", e.RequestID)

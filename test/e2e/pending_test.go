@@ -33,7 +33,7 @@ func testRace(t *testing.T, w *world) {
 				go func() {
 					defer wg.Done()
 					<-start
-					req, err := http.NewRequest(http.MethodPost, c.p.url+"/api/v3/connected_accounts/link", bytes.NewReader(linkBody(user, ac)))
+					req, err := http.NewRequest(http.MethodPost, c.p.URL+"/api/v3/connected_accounts/link", bytes.NewReader(linkBody(user, ac)))
 					if err != nil {
 						t.Error(err)
 						return
@@ -49,11 +49,11 @@ func testRace(t *testing.T, w *world) {
 				return
 			}
 
-			accts := w.fake.accounts(t, cred)
+			accts := w.fake.Accounts(t, cred)
 			if len(accts) != 1 {
 				t.Fatalf("accounts at the fake after %d concurrent links = %d, want exactly 1", racers, len(accts))
 			}
-			if n := len(w.fake.posts(t, cred)); n != 1 {
+			if n := len(posts(t, w.fake, cred)); n != 1 {
 				t.Errorf("link POSTs at the fake = %d, want 1", n)
 			}
 			var firsts, replays, pendings int
@@ -129,15 +129,15 @@ func testReplay(t *testing.T, w *world) {
 			if got := again.header.Get(apierror.HeaderRequestID); got != rid {
 				t.Errorf("replayed answer X-Request-Id = %q, want this request's %q", got, rid)
 			}
-			if n := len(w.fake.accounts(t, cred)); n != 1 {
+			if n := len(w.fake.Accounts(t, cred)); n != 1 {
 				t.Errorf("accounts after the replay = %d, want 1", n)
 			}
-			if n := len(w.fake.posts(t, cred)); n != 1 {
+			if n := len(posts(t, w.fake, cred)); n != 1 {
 				t.Errorf("link POSTs after the replay = %d, want 1", n)
 			}
 
 			// The user abandoned the link: it is forwarded again.
-			w.fake.setStatus(t, l1.ConnectedAccountID, leave)
+			w.fake.SetStatus(t, l1.ConnectedAccountID, leave)
 			third := link(t, w.enforce, "/api/v3.1", cred, user, ac)
 			if third.status != http.StatusCreated || third.header.Get(apierror.HeaderGuard) != "" {
 				t.Fatalf("link after %s: got %s (%s=%q), want a forwarded 201", leave, third, apierror.HeaderGuard, third.header.Get(apierror.HeaderGuard))
@@ -146,7 +146,7 @@ func testReplay(t *testing.T, w *world) {
 			if l3.ConnectedAccountID == l1.ConnectedAccountID || l3.RedirectURL == l1.RedirectURL {
 				t.Errorf("link after %s answered the old link %+v", leave, l3)
 			}
-			if n := len(w.fake.accounts(t, cred)); n != 2 {
+			if n := len(w.fake.Accounts(t, cred)); n != 2 {
 				t.Errorf("accounts = %d, want 2", n)
 			}
 			// And the new link is the one replayed now.
@@ -178,14 +178,14 @@ func testPendingReject(t *testing.T, w *world) {
 	if len(e.ExistingAccountIDs) != 1 || e.ExistingAccountIDs[0] != l1.ConnectedAccountID {
 		t.Errorf("error.existing_connected_account_ids = %v, want [%s]", e.ExistingAccountIDs, l1.ConnectedAccountID)
 	}
-	if n := len(w.fake.posts(t, cred)); n != 1 {
+	if n := len(posts(t, w.fake, cred)); n != 1 {
 		t.Errorf("link POSTs = %d, want 1", n)
 	}
-	w.fake.setStatus(t, l1.ConnectedAccountID, composiotest.StatusExpired)
+	w.fake.SetStatus(t, l1.ConnectedAccountID, composiotest.StatusExpired)
 	if third := link(t, w.reject, "/api/v3", cred, user, ac); third.status != http.StatusCreated {
 		t.Errorf("link after EXPIRED: got %s, want 201", third)
 	}
-	if n := len(w.fake.accounts(t, cred)); n != 2 {
+	if n := len(w.fake.Accounts(t, cred)); n != 2 {
 		t.Errorf("accounts = %d, want 2", n)
 	}
 }
@@ -204,7 +204,7 @@ func testOptInBypassesPending(t *testing.T, w *world) {
 	if decodeLink(t, second).ConnectedAccountID == decodeLink(t, first).ConnectedAccountID {
 		t.Errorf("opt-in repeat answered the first link")
 	}
-	if n := len(w.fake.accounts(t, cred)); n != 2 {
+	if n := len(w.fake.Accounts(t, cred)); n != 2 {
 		t.Errorf("accounts = %d, want 2", n)
 	}
 }

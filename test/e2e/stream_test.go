@@ -82,7 +82,7 @@ func TestStreaming(t *testing.T) {
 		{"download", len(first)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			res, err := client.Get(p.url + "/api/v3/" + c.name)
+			res, err := client.Get(p.URL + "/api/v3/" + c.name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +104,7 @@ func TestStreaming(t *testing.T) {
 
 	t.Run("upload", func(t *testing.T) {
 		pr, pw := io.Pipe()
-		req, err := http.NewRequest(http.MethodPut, p.url+"/api/v3/upload", pr)
+		req, err := http.NewRequest(http.MethodPut, p.URL+"/api/v3/upload", pr)
 		if err != nil {
 			t.Fatal(err)
 		}

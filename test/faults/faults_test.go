@@ -12,6 +12,7 @@ import (
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
 	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/testproc"
 	"github.com/composio-guard/composio-guard/test/faults/harness"
 )
 
@@ -84,14 +85,14 @@ func pendingOrActive(up *harness.Upstream, u string) int {
 func TestConnectionRefused(t *testing.T) {
 	t.Parallel()
 	upstream := "http://" + harness.ClosedPort(t)
-	closed := harness.StartProxy(t, upstream, "GUARD_FAILURE_MODE=closed")
-	open := harness.StartProxy(t, upstream, "GUARD_FAILURE_MODE=open")
+	closed := testproc.StartProxy(t, upstream, "GUARD_FAILURE_MODE=closed")
+	open := testproc.StartProxy(t, upstream, "GUARD_FAILURE_MODE=open")
 	c := harness.Client(t)
 	h := map[string]string{"x-api-key": key}
 
 	cases := []struct {
 		name       string
-		proxy      *harness.Proxy
+		proxy      *testproc.Proxy
 		method     string
 		path       string
 		body       string
@@ -130,7 +131,7 @@ func TestConnectionRefused(t *testing.T) {
 func TestResetMidResponse(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
-	p := harness.StartProxy(t, up.URL)
+	p := testproc.StartProxy(t, up.URL)
 	c := harness.Client(t)
 	h := map[string]string{"x-api-key": key}
 
@@ -191,13 +192,13 @@ func TestResetMidResponse(t *testing.T) {
 		if err := up.Fake.SetFault(composiotest.RouteLink, composiotest.Fault{Reset: true}); err != nil {
 			t.Fatal(err)
 		}
-		a := p.Link(c, key, u, authConfig, nil)
+		a := harness.Link(c, p.URL, key, u, authConfig, nil)
 		up.Fake.ClearFault(composiotest.RouteLink)
 		wantEnvelope(t, a, http.StatusBadGateway, apierror.SlugUpstreamError, apierror.CodeUpstream)
 		if n := pendingOrActive(up, u); n != 0 {
 			t.Fatalf("%d accounts after a reset link; the fake resets before acting", n)
 		}
-		if b := p.Link(c, key, u, authConfig, nil); b.Err != nil || b.Status != http.StatusCreated {
+		if b := harness.Link(c, p.URL, key, u, authConfig, nil); b.Err != nil || b.Status != http.StatusCreated {
 			t.Fatalf("retry: %v", b)
 		}
 		if n := pendingOrActive(up, u); n != 1 {
@@ -208,7 +209,7 @@ func TestResetMidResponse(t *testing.T) {
 	t.Run("link answer cut after the link took effect, then retried", func(t *testing.T) {
 		u := user("reset_mid")
 		linkArmed.Store(true)
-		a := p.Link(c, key, u, authConfig, nil)
+		a := harness.Link(c, p.URL, key, u, authConfig, nil)
 		if a.Err == nil && a.Status == http.StatusCreated && a.AccountID() != "" {
 			t.Fatalf("client got a complete-looking link answer from a torn one: %v", a)
 		}
@@ -216,7 +217,7 @@ func TestResetMidResponse(t *testing.T) {
 			t.Fatalf("%d accounts after the torn link, want 1 (it took effect)", n)
 		}
 		// What the SDKs do after a connection error: the same POST again.
-		b := p.Link(c, key, u, authConfig, nil)
+		b := harness.Link(c, p.URL, key, u, authConfig, nil)
 		if b.Err != nil {
 			t.Fatalf("retry: %v", b)
 		}
@@ -234,7 +235,7 @@ func TestResetMidResponse(t *testing.T) {
 func TestSlowFirstByte(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
-	p := harness.StartProxy(t, up.URL,
+	p := testproc.StartProxy(t, up.URL,
 		"GUARD_UPSTREAM_RESPONSE_HEADER_TIMEOUT=1s", "GUARD_LOOKUP_TIMEOUT=1s", "GUARD_FAILURE_MODE=closed")
 	c := harness.Client(t)
 	h := map[string]string{"x-api-key": key}
@@ -257,7 +258,7 @@ func TestSlowFirstByte(t *testing.T) {
 			t.Fatal(err)
 		}
 		sent := time.Now()
-		a := p.Link(c, key, u, authConfig, nil)
+		a := harness.Link(c, p.URL, key, u, authConfig, nil)
 		wantEnvelope(t, a, http.StatusGatewayTimeout, apierror.SlugUpstreamTimeout, apierror.CodeUpstream)
 		// Past the fake's latency: had the proxy not cancelled the
 		// upstream request, the account would exist by now.
@@ -265,7 +266,7 @@ func TestSlowFirstByte(t *testing.T) {
 		if n := pendingOrActive(up, u); n != 0 {
 			t.Fatalf("%d accounts: the timed-out link was not cancelled upstream", n)
 		}
-		if b := p.Link(c, key, u, authConfig, nil); b.Err != nil || b.Status != http.StatusCreated {
+		if b := harness.Link(c, p.URL, key, u, authConfig, nil); b.Err != nil || b.Status != http.StatusCreated {
 			t.Fatalf("retry: %v", b)
 		}
 		if n := pendingOrActive(up, u); n != 1 {
@@ -278,7 +279,7 @@ func TestSlowFirstByte(t *testing.T) {
 		if err := up.Fake.SetFault(composiotest.RouteList, composiotest.Fault{Latency: slow, Times: 1}); err != nil {
 			t.Fatal(err)
 		}
-		a := p.Link(c, key, u, authConfig, nil)
+		a := harness.Link(c, p.URL, key, u, authConfig, nil)
 		wantEnvelope(t, a, http.StatusServiceUnavailable, apierror.SlugGuardUnavailable, apierror.CodeGuardUnavailable)
 		wantRetryAfter(t, a)
 		if a.Took > 2500*time.Millisecond {
@@ -308,7 +309,7 @@ func TestListAnswerBroken(t *testing.T) {
 			t.Parallel()
 			up := harness.NewUpstream(t)
 			// The breaker is off so that each case meets the broken answer itself.
-			p := harness.StartProxy(t, up.URL, "GUARD_FAILURE_MODE="+mode, "GUARD_LOOKUP_BREAKER_THRESHOLD=0", "GUARD_LOOKUP_TIMEOUT=3s")
+			p := testproc.StartProxy(t, up.URL, "GUARD_FAILURE_MODE="+mode, "GUARD_LOOKUP_BREAKER_THRESHOLD=0", "GUARD_LOOKUP_TIMEOUT=3s")
 			c := harness.Client(t)
 			for _, f := range faults {
 				t.Run(f.name, func(t *testing.T) {
@@ -316,7 +317,7 @@ func TestListAnswerBroken(t *testing.T) {
 					if err := up.Fake.SetFault(composiotest.RouteList, f.fault); err != nil {
 						t.Fatal(err)
 					}
-					a := p.Link(c, key, u, authConfig, nil)
+					a := harness.Link(c, p.URL, key, u, authConfig, nil)
 					up.Fake.ClearFault(composiotest.RouteList)
 					if a.Took > 2*time.Second {
 						t.Errorf("answered after %s: a broken answer is no reason to wait", a.Took)
@@ -348,7 +349,7 @@ func TestListAnswerBroken(t *testing.T) {
 func TestRateLimitPassedThrough(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
-	p := harness.StartProxy(t, up.URL)
+	p := testproc.StartProxy(t, up.URL)
 	c := harness.Client(t)
 	const body = `{"message":"Rate limit exceeded. Please retry after 7 seconds."}`
 	fault := composiotest.Fault{Status: http.StatusTooManyRequests, Body: body,
@@ -413,7 +414,7 @@ func TestLookupBreaker(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			up := harness.NewUpstream(t)
-			p := harness.StartProxy(t, up.URL, "GUARD_FAILURE_MODE="+mode,
+			p := testproc.StartProxy(t, up.URL, "GUARD_FAILURE_MODE="+mode,
 				"GUARD_LOOKUP_BREAKER_THRESHOLD="+strconv.Itoa(threshold), "GUARD_LOOKUP_BREAKER_COOLDOWN="+coolDown.String(),
 				"GUARD_LOOKUP_TIMEOUT=3s")
 			c := harness.Client(t)
@@ -421,7 +422,7 @@ func TestLookupBreaker(t *testing.T) {
 			link := func() harness.Answer {
 				u := user("storm_" + mode)
 				users = append(users, u)
-				return p.Link(c, key, u, authConfig, nil)
+				return harness.Link(c, p.URL, key, u, authConfig, nil)
 			}
 			wantFailed := func(a harness.Answer) {
 				t.Helper()

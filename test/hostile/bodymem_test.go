@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/composio-guard/composio-guard/internal/testproc"
 	"github.com/composio-guard/composio-guard/test/faults/harness"
 )
 
@@ -64,7 +65,7 @@ func announce(t *testing.T, addr, tag string, n, announced, sent int) []net.Conn
 
 // inFlight waits until the number of requests the proxy serves at once
 // meets ok.
-func inFlight(t *testing.T, p *harness.Proxy, what string, ok func(n float64) bool) {
+func inFlight(t *testing.T, p *testproc.Proxy, what string, ok func(n float64) bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -81,7 +82,7 @@ func inFlight(t *testing.T, p *harness.Proxy, what string, ok func(n float64) bo
 
 // heapInUse reads the proxy's heap in use (go_memstats_heap_inuse_bytes):
 // what it allocated, resident or not yet.
-func heapInUse(t *testing.T, p *harness.Proxy) float64 {
+func heapInUse(t *testing.T, p *testproc.Proxy) float64 {
 	t.Helper()
 	v, ok := p.Metric(t, "go_memstats_heap_inuse_bytes", nil)
 	if !ok {
@@ -108,7 +109,7 @@ func TestAnnouncedBodiesCostWhatArrives(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
 	// The read timeout outlives the test: the held bodies stay held.
-	p := harness.StartProxy(t, up.URL, "GUARD_BODY_READ_TIMEOUT=30s")
+	p := testproc.StartProxy(t, up.URL, "GUARD_BODY_READ_TIMEOUT=30s")
 	c := harness.Client(t)
 	const (
 		conns     = 300
@@ -116,10 +117,10 @@ func TestAnnouncedBodiesCostWhatArrives(t *testing.T) {
 		sent      = 116
 		maxGrowth = 32 << 20
 	)
-	if a := p.Link(c, key, user("mem_warmup"), authConfig, nil); a.Err != nil || a.Status != http.StatusCreated {
+	if a := harness.Link(c, p.URL, key, user("mem_warmup"), authConfig, nil); a.Err != nil || a.Status != http.StatusCreated {
 		t.Fatalf("warm-up link: %v", a)
 	}
-	before := rss(t, p.PID)
+	before := rss(t, p.PID())
 
 	all := func(n float64) bool { return n >= conns }
 	heapBefore := heapInUse(t, p)
@@ -134,14 +135,14 @@ func TestAnnouncedBodiesCostWhatArrives(t *testing.T) {
 	announce(t, p.Addr, "held", conns, announced, sent)
 	inFlight(t, p, "all of the held wave", all)
 
-	if a := p.Link(c, key, user("mem_honest"), authConfig, nil); a.Err != nil || a.Status != http.StatusCreated || a.Took > 2*time.Second {
+	if a := harness.Link(c, p.URL, key, user("mem_honest"), authConfig, nil); a.Err != nil || a.Status != http.StatusCreated || a.Took > 2*time.Second {
 		t.Errorf("an honest link while %d bodies are held: %v", conns, a)
 	}
 
 	after := before
 	for range 10 { // the highest of a few samples
 		time.Sleep(50 * time.Millisecond)
-		after = max(after, rss(t, p.PID))
+		after = max(after, rss(t, p.PID()))
 	}
 	growth := after - before
 	heapGrowth := heapInUse(t, p) - heapBefore

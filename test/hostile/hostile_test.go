@@ -15,6 +15,7 @@ import (
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
 	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/testproc"
 	"github.com/composio-guard/composio-guard/test/faults/harness"
 )
 
@@ -68,7 +69,7 @@ func answeredAfter(c net.Conn, start time.Time, max time.Duration) (time.Duratio
 func TestSlowlorisHeaders(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
-	p := harness.StartProxy(t, up.URL, "GUARD_READ_HEADER_TIMEOUT=1s")
+	p := testproc.StartProxy(t, up.URL, "GUARD_READ_HEADER_TIMEOUT=1s")
 	c := harness.Client(t)
 	const (
 		dribblers = 30
@@ -130,7 +131,7 @@ func TestSlowBodyOnGuardedRoute(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
 	// GUARD_BODY_READ_TIMEOUT bounds the guarded body read (408 past it).
-	p := harness.StartProxy(t, up.URL, "GUARD_READ_HEADER_TIMEOUT=1s", "GUARD_LOOKUP_TIMEOUT=2s",
+	p := testproc.StartProxy(t, up.URL, "GUARD_READ_HEADER_TIMEOUT=1s", "GUARD_LOOKUP_TIMEOUT=2s",
 		"GUARD_MAX_BODY_BYTES=4096", "GUARD_BODY_READ_TIMEOUT=2s")
 	c := harness.Client(t)
 
@@ -204,7 +205,7 @@ func TestSlowBodyOnGuardedRoute(t *testing.T) {
 		if a := harness.Do(c, http.MethodGet, p.URL+"/api/v3/connected_accounts?honest=1", map[string]string{"x-api-key": key}, ""); a.Err != nil || a.Status != 200 || a.Took > time.Second {
 			t.Errorf("pass-through during a dribbled body: %v", a)
 		}
-		if a := p.Link(c, key, u, authConfig, nil); a.Err != nil || a.Status != http.StatusCreated || a.Took > time.Second {
+		if a := harness.Link(c, p.URL, key, u, authConfig, nil); a.Err != nil || a.Status != http.StatusCreated || a.Took > time.Second {
 			t.Errorf("a link for the same user during a dribbled body: %v", a)
 		}
 
@@ -243,7 +244,7 @@ func TestSlowBodyOnGuardedRoute(t *testing.T) {
 func TestOversizedHeaders(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
-	p := harness.StartProxy(t, up.URL, "GUARD_MAX_HEADER_BYTES=4096")
+	p := testproc.StartProxy(t, up.URL, "GUARD_MAX_HEADER_BYTES=4096")
 	c := harness.Client(t)
 	many := map[string]string{}
 	for i := range 200 {
@@ -292,7 +293,7 @@ func TestOversizedHeaders(t *testing.T) {
 func TestAmbiguousFraming(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
-	p := harness.StartProxy(t, up.URL)
+	p := testproc.StartProxy(t, up.URL)
 	const wait = 2 * time.Second
 	head := func(method, target string, extra ...string) string {
 		return method + " " + target + " HTTP/1.1\r\nHost: proxy\r\nx-api-key: " + key + "\r\nContent-Type: application/json\r\n" + strings.Join(extra, "")
@@ -387,7 +388,7 @@ func TestAmbiguousFraming(t *testing.T) {
 func TestClientDisconnect(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
-	p := harness.StartProxy(t, up.URL, "GUARD_LOOKUP_TIMEOUT=5s")
+	p := testproc.StartProxy(t, up.URL, "GUARD_LOOKUP_TIMEOUT=5s")
 	c := harness.Client(t)
 	const slow = 2 * time.Second
 
@@ -442,7 +443,7 @@ func TestClientDisconnect(t *testing.T) {
 			if n := len(up.Accounts(key, u, authConfig)); n != 0 {
 				t.Errorf("%d accounts created for a client that went away", n)
 			}
-			a := p.Link(c, key, u, authConfig, nil)
+			a := harness.Link(c, p.URL, key, u, authConfig, nil)
 			if a.Err != nil || a.Status != http.StatusCreated || a.Took > time.Second {
 				t.Errorf("the same user's next link: %v; want 201 at once (the lock released)", a)
 			}
@@ -468,7 +469,7 @@ func TestSpoofedForwarding(t *testing.T) {
 			t.Parallel()
 			up := harness.NewUpstream(t)
 			canary := harness.NewCanary(t)
-			p := harness.StartProxy(t, up.URL, "GUARD_TRUST_FORWARDED="+strconv.FormatBool(trust))
+			p := testproc.StartProxy(t, up.URL, "GUARD_TRUST_FORWARDED="+strconv.FormatBool(trust))
 			evil := canary.Addr
 			link := func(u string) string { return harness.LinkBody(u, authConfig) }
 			u1, u2 := user("spoof"), user("spoof")
@@ -544,7 +545,7 @@ func TestSpoofedForwarding(t *testing.T) {
 func TestReplayStaysWithCredential(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
-	p := harness.StartProxy(t, up.URL)
+	p := testproc.StartProxy(t, up.URL)
 	c := harness.Client(t)
 	const path = "/api/v3.1/connected_accounts/link"
 	u := user("victim")

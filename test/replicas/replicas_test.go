@@ -1,13 +1,11 @@
 package replicas_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,17 +28,14 @@ const (
 // cluster is one Redis, one fake Composio and the proxies in front of it.
 type cluster struct {
 	redis    *redistest.Server
-	fakeURL  string
+	fake     *testproc.Fake
 	replicas []*replica
 	client   *http.Client
 }
 
 type replica struct {
-	name        string
+	*testproc.Proxy
 	failureMode string
-	proc        *testproc.Proc
-	proxyURL    string
-	adminURL    string
 }
 
 // answer is what a caller of the proxy saw.
@@ -78,45 +73,23 @@ func start(t *testing.T, failureModes ...string) *cluster {
 	t.Helper()
 	c := &cluster{
 		redis:  redistest.Start(t),
+		fake:   testproc.StartFake(t),
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: concurrent}},
 	}
 	t.Cleanup(c.client.CloseIdleConnections)
-	fake := testproc.Start(t, testproc.Build(t, "./cmd/fakecomposio"), nil)
-	c.fakeURL = "http://" + fake.Addr("addr")
-	bin := testproc.Build(t, "./cmd/proxy")
 	for i, fm := range failureModes {
-		p := testproc.Start(t, bin, []string{
-			"GUARD_UPSTREAM_URL=" + c.fakeURL,
-			"GUARD_LISTEN_ADDR=127.0.0.1:0",
-			"GUARD_ADMIN_ADDR=127.0.0.1:0",
-			"GUARD_MODE=enforce",
-			"GUARD_FAILURE_MODE=" + fm,
-			"GUARD_LOCK_BACKEND=redis",
-			"GUARD_REDIS_URL=" + c.redis.URL(),
-			"GUARD_REDIS_TIMEOUT=500ms",
-			"GUARD_LOOKUP_TIMEOUT=" + lookupTimeout.String(),
-			"GUARD_LOG_LEVEL=info", // the "listening" line is logged at info
-			"GUARD_DRAIN_DELAY=0s",
+		p := testproc.LaunchProxy(t, c.fake.URL, testproc.ProxyOptions{
+			Name: fmt.Sprintf("replica-%d(%s)", i, fm),
+			Env: []string{
+				"GUARD_FAILURE_MODE=" + fm,
+				"GUARD_LOCK_BACKEND=redis",
+				"GUARD_REDIS_URL=" + c.redis.URL(),
+				"GUARD_REDIS_TIMEOUT=500ms",
+				"GUARD_LOOKUP_TIMEOUT=" + lookupTimeout.String(),
+			},
 		})
-		r := &replica{
-			name:        fmt.Sprintf("replica-%d(%s)", i, fm),
-			failureMode: fm,
-			proc:        p,
-			proxyURL:    "http://" + p.Addr("proxy_addr"),
-			adminURL:    "http://" + p.Addr("admin_addr"),
-		}
-		if p.Addr("proxy_addr") == "" || p.Addr("admin_addr") == "" {
-			t.Fatalf("%s: listening line without proxy_addr/admin_addr: %v", r.name, p.Fields)
-		}
-		c.replicas = append(c.replicas, r)
+		c.replicas = append(c.replicas, &replica{Proxy: p, failureMode: fm})
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, r := range c.replicas {
-				t.Logf("%s logs:\n%s", r.name, r.proc.Logs())
-			}
-		}
-	})
 	return c
 }
 
@@ -124,49 +97,32 @@ func start(t *testing.T, failureModes ...string) *cluster {
 func (c *cluster) link(t *testing.T, r *replica, user string) answer {
 	t.Helper()
 	body := fmt.Sprintf(`{"auth_config_id":%q,"user_id":%q,"callback_url":"https://app.example/cb"}`, authConfig, user)
-	req, err := http.NewRequest(http.MethodPost, r.proxyURL+"/api/v3/connected_accounts/link", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, r.URL+"/api/v3/connected_accounts/link", strings.NewReader(body))
 	if err != nil {
 		t.Error(err)
-		return answer{replica: r.name}
+		return answer{replica: r.Name}
 	}
 	req.Header.Set("x-api-key", apiKey)
 	req.Header.Set("content-type", "application/json")
 	start := time.Now()
 	res, err := c.client.Do(req)
 	if err != nil {
-		t.Errorf("%s: POST link: %v", r.name, err)
-		return answer{replica: r.name}
+		t.Errorf("%s: POST link: %v", r.Name, err)
+		return answer{replica: r.Name}
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		t.Errorf("%s: read answer: %v", r.name, err)
+		t.Errorf("%s: read answer: %v", r.Name, err)
 	}
-	return answer{replica: r.name, status: res.StatusCode, header: res.Header, body: b, took: time.Since(start)}
-}
-
-func (c *cluster) getJSON(t *testing.T, u string, v any) {
-	t.Helper()
-	res, err := c.client.Get(u)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d", u, res.StatusCode)
-	}
-	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: decode: %v", u, err)
-	}
+	return answer{replica: r.Name, status: res.StatusCode, header: res.Header, body: b, took: time.Since(start)}
 }
 
 // accounts lists the fake's accounts of user on the test auth config.
 func (c *cluster) accounts(t *testing.T, user string) []composiotest.Account {
 	t.Helper()
-	var all []composiotest.Account
-	c.getJSON(t, c.fakeURL+"/_fake/accounts?credential="+url.QueryEscape(apiKey), &all)
 	var mine []composiotest.Account
-	for _, a := range all {
+	for _, a := range c.fake.Accounts(t, apiKey) {
 		if a.UserID == user && a.AuthConfigID == authConfig {
 			mine = append(mine, a)
 		}
@@ -177,80 +133,31 @@ func (c *cluster) accounts(t *testing.T, user string) []composiotest.Account {
 // linksForwarded counts the link POSTs for user that reached the fake.
 func (c *cluster) linksForwarded(t *testing.T, user string) int {
 	t.Helper()
-	var reqs []struct {
-		Body string `json:"body"`
-	}
-	c.getJSON(t, c.fakeURL+"/_fake/requests?route="+composiotest.RouteLink+"&method=POST", &reqs)
 	n := 0
-	for _, r := range reqs {
-		if strings.Contains(r.Body, strconv.Quote(user)) {
+	for _, r := range c.fake.Requests(t, http.MethodPost, composiotest.RouteLink) {
+		if strings.Contains(string(r.Body), strconv.Quote(user)) {
 			n++
 		}
 	}
 	return n
 }
 
-// fault sets (or, with an empty body, clears) a fault of the fake on route.
-func (c *cluster) fault(t *testing.T, route, body string) {
-	t.Helper()
-	method := http.MethodPut
-	if body == "" {
-		method = http.MethodDelete
-	}
-	req, err := http.NewRequest(method, c.fakeURL+"/_fake/faults/"+route, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := c.client.Do(req)
-	if err != nil {
-		t.Fatalf("%s fault %s: %v", method, route, err)
-	}
-	res.Body.Close()
-	if res.StatusCode/100 != 2 {
-		t.Fatalf("%s fault %s: %d", method, route, res.StatusCode)
-	}
-}
-
 // metric sums the samples of name whose labels contain every given pair.
 func (c *cluster) metric(t *testing.T, r *replica, name string, labels ...string) float64 {
 	t.Helper()
-	res, err := c.client.Get(r.adminURL + "/metrics")
-	if err != nil {
-		t.Fatalf("%s: GET /metrics: %v", r.name, err)
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
 	}
-	defer res.Body.Close()
-	sum := 0.0
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for i := 0; i+1 < len(labels); i += 2 {
-			if !strings.Contains(line, labels[i]+`="`+labels[i+1]+`"`) {
-				ok = false
-			}
-		}
-		if !ok {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("%s: metric line %q: %v", r.name, line, err)
-		}
-		sum += v
-	}
-	return sum
+	v, _ := r.Metric(t, name, want)
+	return v
 }
 
 func (c *cluster) readyz(t *testing.T, r *replica) int {
 	t.Helper()
-	res, err := c.client.Get(r.adminURL + "/readyz")
+	res, err := c.client.Get(r.AdminURL + "/readyz")
 	if err != nil {
-		t.Fatalf("%s: GET /readyz: %v", r.name, err)
+		t.Fatalf("%s: GET /readyz: %v", r.Name, err)
 	}
 	res.Body.Close()
 	return res.StatusCode
@@ -337,7 +244,7 @@ func TestReplicasShareTheGuard(t *testing.T) {
 		assertOneAccount(t, c, "user_race", answers)
 		for _, r := range c.replicas {
 			if got := c.metric(t, r, "composio_guard_lock_backend_up", "backend", "redis"); got != 1 {
-				t.Errorf("%s: lock_backend_up{backend=redis} = %v, want 1", r.name, got)
+				t.Errorf("%s: lock_backend_up{backend=redis} = %v, want 1", r.Name, got)
 			}
 		}
 	})
@@ -348,8 +255,8 @@ func TestReplicasShareTheGuard(t *testing.T) {
 	t.Run("redis killed mid-burst", func(t *testing.T) {
 		// A slow link keeps the first caller inside its guarded create while
 		// Redis dies; the callers still waiting for the lock must fail closed.
-		c.fault(t, composiotest.RouteLink, `{"latency":"300ms"}`)
-		defer c.fault(t, composiotest.RouteLink, "")
+		c.fake.SetFault(t, composiotest.RouteLink, composiotest.Fault{Latency: 300 * time.Millisecond})
+		defer c.fake.ClearFaults(t)
 		const user = "user_midrun"
 		answers := make([]answer, concurrent)
 		var wg sync.WaitGroup
@@ -398,17 +305,17 @@ func TestReplicasShareTheGuard(t *testing.T) {
 			user := "user_down_" + strconv.Itoa(i)
 			a := c.link(t, r, user)
 			if a.status != http.StatusServiceUnavailable || a.slug() != apierror.SlugGuardUnavailable {
-				t.Fatalf("%s with Redis down: %v, want 503 %s", r.name, a, apierror.SlugGuardUnavailable)
+				t.Fatalf("%s with Redis down: %v, want 503 %s", r.Name, a, apierror.SlugGuardUnavailable)
 			}
 			if a.header.Get("Retry-After") == "" {
-				t.Errorf("%s: 503 without Retry-After", r.name)
+				t.Errorf("%s: 503 without Retry-After", r.Name)
 			}
 			// The point is no hang: well under the lookup timeout.
 			if a.took > lookupTimeout/2 {
-				t.Errorf("%s: 503 took %v, lookup timeout %v", r.name, a.took, lookupTimeout)
+				t.Errorf("%s: 503 took %v, lookup timeout %v", r.Name, a.took, lookupTimeout)
 			}
 			if n := c.linksForwarded(t, user); n != 0 {
-				t.Errorf("%s: %d link(s) forwarded while failing closed", r.name, n)
+				t.Errorf("%s: %d link(s) forwarded while failing closed", r.Name, n)
 			}
 		}
 	})
@@ -417,10 +324,10 @@ func TestReplicasShareTheGuard(t *testing.T) {
 		before := c.metric(t, open, "composio_guard_decisions_total", "decision", "failed_open")
 		a := c.link(t, open, "user_down_open")
 		if a.status != http.StatusCreated || a.header.Get(apierror.HeaderGuard) == "replayed" {
-			t.Fatalf("%s with Redis down: %v, want the forwarded 201", open.name, a)
+			t.Fatalf("%s with Redis down: %v, want the forwarded 201", open.Name, a)
 		}
 		if a.took > lookupTimeout/2 {
-			t.Errorf("%s: answer took %v, lookup timeout %v", open.name, a.took, lookupTimeout)
+			t.Errorf("%s: answer took %v, lookup timeout %v", open.Name, a.took, lookupTimeout)
 		}
 		if n := c.linksForwarded(t, "user_down_open"); n != 1 {
 			t.Errorf("links forwarded by the fail-open replica: %d, want 1", n)
@@ -433,13 +340,13 @@ func TestReplicasShareTheGuard(t *testing.T) {
 	t.Run("redis down, metrics and readiness", func(t *testing.T) {
 		for _, r := range c.replicas {
 			if got := c.metric(t, r, "composio_guard_lock_backend_up", "backend", "redis"); got != 0 {
-				t.Errorf("%s: lock_backend_up{backend=redis} = %v while Redis is down, want 0", r.name, got)
+				t.Errorf("%s: lock_backend_up{backend=redis} = %v while Redis is down, want 0", r.Name, got)
 			}
 			if got := c.metric(t, r, "composio_guard_lock_errors_total", "backend", "redis"); got == 0 {
-				t.Errorf("%s: lock_errors_total{backend=redis} is 0 while Redis is down", r.name)
+				t.Errorf("%s: lock_errors_total{backend=redis} is 0 while Redis is down", r.Name)
 			}
 			if code := c.readyz(t, r); code != http.StatusOK {
-				t.Errorf("%s: /readyz = %d while Redis is down, want 200 (Redis is a guard decision, not a pod failure)", r.name, code)
+				t.Errorf("%s: /readyz = %d while Redis is down, want 200 (Redis is a guard decision, not a pod failure)", r.Name, code)
 			}
 		}
 	})
@@ -460,14 +367,14 @@ func TestReplicasShareTheGuard(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			if a.status != http.StatusCreated {
-				t.Fatalf("%s after Redis came back: %v, want 201", r.name, a)
+				t.Fatalf("%s after Redis came back: %v, want 201", r.Name, a)
 			}
 			// Guarded again, and across replicas: the next replica replays.
 			next := c.replicas[(i+1)%len(c.replicas)]
 			b := c.link(t, next, user)
 			if b.status != http.StatusCreated || b.header.Get(apierror.HeaderGuard) != "replayed" || b.redirectURL() != a.redirectURL() {
 				t.Fatalf("repeat through %s after recovery: %v (X-Composio-Guard %q), want the replayed first answer",
-					next.name, b, b.header.Get(apierror.HeaderGuard))
+					next.Name, b, b.header.Get(apierror.HeaderGuard))
 			}
 			if n := len(c.accounts(t, user)); n != 1 {
 				t.Fatalf("%s: %d accounts upstream, want 1", user, n)
@@ -477,7 +384,7 @@ func TestReplicasShareTheGuard(t *testing.T) {
 		assertOneAccount(t, c, "user_race_after", answers)
 		for _, r := range c.replicas {
 			if got := c.metric(t, r, "composio_guard_lock_backend_up", "backend", "redis"); got != 1 {
-				t.Errorf("%s: lock_backend_up{backend=redis} = %v after recovery, want 1", r.name, got)
+				t.Errorf("%s: lock_backend_up{backend=redis} = %v after recovery, want 1", r.Name, got)
 			}
 		}
 	})

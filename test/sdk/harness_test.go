@@ -6,9 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,9 +36,8 @@ func apiPrefix(version string) string {
 
 // stack is one fake Composio with one proxy in front of it.
 type stack struct {
-	fakeURL  string
-	proxyURL string
-	proxy    *testproc.Proc
+	fake  *testproc.Fake
+	proxy *testproc.Proxy
 }
 
 // sdkDir is this folder: the Node project with sdk.mjs and node_modules.
@@ -68,25 +64,8 @@ func requireNode(t *testing.T) {
 // settings. Both processes die when the test ends.
 func startStack(t *testing.T, proxyEnv ...string) *stack {
 	t.Helper()
-	fakeBin := testproc.Build(t, "./cmd/fakecomposio")
-	proxyBin := testproc.Build(t, "./cmd/proxy")
-	fake := testproc.Start(t, fakeBin, nil, "-addr", "127.0.0.1:0")
-	fakeURL := "http://" + fake.Addr("addr")
-	env := append([]string{
-		"GUARD_UPSTREAM_URL=" + fakeURL,
-		"GUARD_LISTEN_ADDR=127.0.0.1:0",
-		"GUARD_ADMIN_ADDR=127.0.0.1:0",
-		"GUARD_MODE=enforce",
-		"GUARD_FAILURE_MODE=closed",
-		"GUARD_LOCK_BACKEND=memory",
-	}, proxyEnv...)
-	proxy := testproc.Start(t, proxyBin, env)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("proxy logs:\n%s", proxy.Logs())
-		}
-	})
-	return &stack{fakeURL: fakeURL, proxyURL: "http://" + proxy.Addr("proxy_addr"), proxy: proxy}
+	fake := testproc.StartFake(t)
+	return &stack{fake: fake, proxy: testproc.StartProxy(t, fake.URL, proxyEnv...)}
 }
 
 // call is one SDK call for sdk.mjs (see its header comment).
@@ -172,7 +151,7 @@ func runSDK(t *testing.T, s *stack, version, key string, calls ...call) []result
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + t.TempDir(), // the SDK reads ~/.composio: start empty
 		"TELEMETRY_DISABLED=true",
-		"SDK_BASE_URL=" + s.proxyURL,
+		"SDK_BASE_URL=" + s.proxy.URL,
 		"SDK_API_KEY=" + key,
 	}
 	var stdout, stderr bytes.Buffer
@@ -202,63 +181,16 @@ func runSDK(t *testing.T, s *stack, version, key string, calls ...call) []result
 	return out[:len(calls)]
 }
 
-// fakeRequest is one entry of the fake's request log.
-type fakeRequest struct {
-	Method   string      `json:"method"`
-	Path     string      `json:"path"`
-	RawQuery string      `json:"raw_query"`
-	Route    string      `json:"route"`
-	Header   http.Header `json:"header"`
-	Body     string      `json:"body"`
-}
-
-func control(t *testing.T, s *stack, method, path string, body any, out any) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, s.fakeURL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("fake control %s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		t.Fatalf("fake control %s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("fake control %s %s: %v: %s", method, path, err, b)
-		}
-	}
-}
-
 // seed stores an account for (key, user, authConfig) with status and returns it.
 func seed(t *testing.T, s *stack, key, user, authConfig, status string) composiotest.Account {
 	t.Helper()
-	var a composiotest.Account
-	control(t, s, http.MethodPost, "/_fake/accounts", composiotest.Account{
-		Credential: key, UserID: user, AuthConfigID: authConfig, Status: status,
-	}, &a)
-	return a
+	return s.fake.Seed(t, composiotest.Account{Credential: key, UserID: user, AuthConfigID: authConfig, Status: status})
 }
 
 // accounts is what the upstream holds for key, oldest first.
 func accounts(t *testing.T, s *stack, key string) []composiotest.Account {
 	t.Helper()
-	var as []composiotest.Account
-	control(t, s, http.MethodGet, "/_fake/accounts?credential="+url.QueryEscape(key), nil, &as)
-	return as
+	return s.fake.Accounts(t, key)
 }
 
 // ids lists the accounts' ids and statuses, for failure messages.
@@ -271,20 +203,13 @@ func ids(as []composiotest.Account) []string {
 }
 
 // requests is what reached the upstream with key as x-api-key.
-func requests(t *testing.T, s *stack, key string) []fakeRequest {
+func requests(t *testing.T, s *stack, key string) []composiotest.Request {
 	t.Helper()
-	var all, mine []fakeRequest
-	control(t, s, http.MethodGet, "/_fake/requests", nil, &all)
-	for _, r := range all {
-		if r.Header.Get("X-Api-Key") == key {
-			mine = append(mine, r)
-		}
-	}
-	return mine
+	return s.fake.RequestsOf(t, key, "")
 }
 
 // count is how many requests of method on route reached the upstream with key.
-func count(reqs []fakeRequest, method, route string) int {
+func count(reqs []composiotest.Request, method, route string) int {
 	n := 0
 	for _, r := range reqs {
 		if r.Method == method && r.Route == route {

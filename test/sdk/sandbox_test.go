@@ -51,9 +51,8 @@ func TestSDKSandbox(t *testing.T) {
 // sessions is what the fake holds for key, oldest first.
 func sessions(t *testing.T, s *stack, key string) []composiotest.Session {
 	t.Helper()
-	var all, mine []composiotest.Session
-	control(t, s, http.MethodGet, "/_fake/sessions", nil, &all)
-	for _, x := range all {
+	var mine []composiotest.Session
+	for _, x := range s.fake.Sessions(t) {
 		if x.Credential == key {
 			mine = append(mine, x)
 		}
@@ -68,7 +67,7 @@ func sessionBodies(t *testing.T, s *stack, key, route string) []string {
 	var out []string
 	for _, r := range requests(t, s, key) {
 		if r.Route == route {
-			out = append(out, r.Body)
+			out = append(out, string(r.Body))
 		}
 	}
 	return out

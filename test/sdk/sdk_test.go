@@ -257,10 +257,10 @@ func TestSDKFailClosed(t *testing.T) {
 	// count of lookups the upstream saw means what it says; a short
 	// Retry-After bounds the SDK's waits between its retries.
 	s := startStack(t, "GUARD_LOOKUP_BREAKER_THRESHOLD=1000", "GUARD_RETRY_AFTER=1s")
-	control(t, s, http.MethodPut, "/_fake/faults/"+composiotest.RouteList, map[string]any{
-		"status": 500,
-		"body":   `{"error":{"message":"list is down","code":500,"slug":"Internal","status":500}}`,
-	}, nil)
+	s.fake.SetFault(t, composiotest.RouteList, composiotest.Fault{
+		Status: 500,
+		Body:   `{"error":{"message":"list is down","code":500,"slug":"Internal","status":500}}`,
+	})
 	for _, v := range versions {
 		t.Run(v, func(t *testing.T) {
 			t.Parallel()

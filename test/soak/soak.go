@@ -32,6 +32,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/testproc/fakectl"
 )
 
 // Config is one soak run. Zero values take the defaults listed.
@@ -338,19 +341,19 @@ func (e *epoch) recentAccount(rng *mrand.Rand) string {
 type faultKind struct {
 	name  string
 	route string
-	fault map[string]any // control API form
+	fault composiotest.Fault
 }
 
 // The windows played in turn. None makes a link take effect while its
 // answer breaks: that case (and the duplicate its retry creates) is pinned
 // by test/faults TestResetMidResponse instead.
 var faultKinds = []faultKind{
-	{"list_5xx_storm", "list", map[string]any{"status": 500}},
-	{"slow_upstream", "any", map[string]any{"latency": "150ms"}},
-	{"link_502", "link", map[string]any{"status": 502}},
-	{"list_not_json", "list", map[string]any{"not_json": true}},
-	{"get_reset", "get", map[string]any{"reset": true}},
-	{"list_slower_than_lookup_timeout", "list", map[string]any{"latency": "1500ms"}},
+	{"list_5xx_storm", "list", composiotest.Fault{Status: 500}},
+	{"slow_upstream", "any", composiotest.Fault{Latency: 150 * time.Millisecond}},
+	{"link_502", "link", composiotest.Fault{Status: 502}},
+	{"list_not_json", "list", composiotest.Fault{NotJSON: true}},
+	{"get_reset", "get", composiotest.Fault{Reset: true}},
+	{"list_slower_than_lookup_timeout", "list", composiotest.Fault{Latency: 1500 * time.Millisecond}},
 }
 
 type window struct{ from, to time.Time }
@@ -359,8 +362,9 @@ type window struct{ from, to time.Time }
 
 type driver struct {
 	cfg     Config
-	client  *http.Client // through the proxy
-	control *http.Client // the fake's control API and /metrics
+	client  *http.Client    // through the proxy
+	control *http.Client    // /metrics
+	fake    *fakectl.Client // the fake's control API
 	run     string
 
 	pause sync.RWMutex // workers hold it shared per operation; an epoch switch takes it
@@ -392,13 +396,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg:     cfg,
 		client:  &http.Client{Timeout: 30 * time.Second, Transport: tr},
 		control: &http.Client{Timeout: 30 * time.Second},
+		fake:    fakectl.New(cfg.FakeURL),
 		run:     hex.EncodeToString(b),
 		ops:     map[string]*OpStats{},
 	}
 	defer tr.CloseIdleConnections()
 	start := time.Now()
 
-	if err := d.controlCall(http.MethodPost, "/_fake/reset", nil, nil); err != nil {
+	if err := d.fake.Reset(); err != nil {
 		return nil, fmt.Errorf("soak: fake control API: %w", err)
 	}
 	if _, err := d.snapshot(); err != nil {
@@ -416,7 +421,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.Logf("soak: baseline %s; load for %s at <= %d req/s, %d workers", base, cfg.Duration, cfg.RPS, cfg.Workers)
 
 	d.load(ctx, cfg.Duration, !cfg.NoFaults)
-	_ = d.controlCall(http.MethodDelete, "/_fake/faults", nil, nil)
+	_ = d.fake.ClearFaults()
 	d.checkEpoch(d.ep.Load())
 
 	end, err := d.settle(&base)
@@ -486,7 +491,7 @@ func (d *driver) controlLoop(ctx context.Context, faults bool) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	closeWindow := func() {
-		if err := d.controlCall(http.MethodDelete, "/_fake/faults", nil, nil); err != nil {
+		if err := d.fake.ClearFaults(); err != nil {
 			d.problem("closing fault window %s: %v", open.name, err)
 		}
 		d.wmu.Lock()
@@ -513,7 +518,7 @@ func (d *driver) controlLoop(ctx context.Context, faults bool) {
 			// Marked before the fault is set, so no faulted answer is judged clean.
 			d.windows = append(d.windows, window{from: time.Now(), to: time.Now().Add(365 * 24 * time.Hour)})
 			d.wmu.Unlock()
-			if err := d.controlCall(http.MethodPut, "/_fake/faults/"+k.route, k.fault, nil); err != nil {
+			if err := d.fake.SetFault(k.route, k.fault); err != nil {
 				d.problem("opening fault window %s: %v", k.name, err)
 			}
 			open, openedAt, nextWindow = &k, now, now.Add(d.cfg.FaultEvery)
@@ -525,7 +530,7 @@ func (d *driver) controlLoop(ctx context.Context, faults bool) {
 			d.pause.Lock()
 			old := d.ep.Load()
 			d.checkEpoch(old)
-			if err := d.controlCall(http.MethodPost, "/_fake/reset", nil, nil); err != nil {
+			if err := d.fake.Reset(); err != nil {
 				d.problem("resetting the fake: %v", err)
 			}
 			d.ep.Store(newEpoch(d.run, old.n+1))
@@ -741,7 +746,7 @@ func (d *driver) step(rng *mrand.Rand) {
 		}
 	case "complete":
 		if u := e.take(&e.pending, rng); u != nil {
-			err := d.controlCall(http.MethodPost, "/_fake/accounts/"+url.PathEscape(u.account)+"/status", map[string]string{"status": "ACTIVE"}, nil)
+			_, err := d.fake.SetStatus(u.account, "ACTIVE")
 			if err != nil {
 				d.problem("completing %s: %v", u.account, err)
 				return
@@ -829,13 +834,8 @@ func (d *driver) burst(e *epoch, rng *mrand.Rand) {
 // extras the user opted in to, and no account of a user the driver never
 // sent.
 func (d *driver) checkEpoch(e *epoch) {
-	var accts []struct {
-		ID           string `json:"id"`
-		UserID       string `json:"user_id"`
-		AuthConfigID string `json:"auth_config_id"`
-		Status       string `json:"status"`
-	}
-	if err := d.controlCall(http.MethodGet, "/_fake/accounts?credential="+url.QueryEscape(e.key), nil, &accts); err != nil {
+	accts, err := d.fake.Accounts(e.key)
+	if err != nil {
 		d.problem("epoch %d: reading the account table: %v", e.n, err)
 		return
 	}
@@ -958,38 +958,4 @@ func (d *driver) finish() {
 	if g := r.End.RSS - r.Baseline.RSS; g > d.cfg.RSSSlack {
 		r.Problems = append(r.Problems, fmt.Sprintf("resident memory grew by %.1f MiB; allowed %.0f MiB", g/(1<<20), d.cfg.RSSSlack/(1<<20)))
 	}
-}
-
-// controlCall talks to the fake's control API; out, when set, gets the JSON answer.
-func (d *driver) controlCall(method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encode: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, d.cfg.FakeURL+path, body)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	res, err := d.control.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		return fmt.Errorf("%s %s: read: %w", method, path, err)
-	}
-	if res.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("%s %s: decode: %w", method, path, err)
-		}
-	}
-	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/composio-guard/composio-guard/internal/testproc"
-	"github.com/composio-guard/composio-guard/test/faults/harness"
 	"github.com/composio-guard/composio-guard/test/soak"
 )
 
@@ -39,11 +38,10 @@ func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak: skipped with -short")
 	}
-	fake := testproc.Start(t, harness.FakeBin(t), nil)
-	fakeURL := "http://" + fake.Addr("addr")
+	fake := testproc.StartFake(t)
 	// Info logs (an access line per request), as in production; only the
 	// last lines are kept in memory.
-	p := harness.StartProxyBounded(t, fakeURL, 2000, proxyEnv...)
+	p := testproc.LaunchProxy(t, fake.URL, testproc.ProxyOptions{Env: proxyEnv, KeepLines: 2000})
 
 	// The load phase is what is left of -soak.duration after the warm-up
 	// and the two idle waits before the snapshots.
@@ -54,7 +52,7 @@ func TestSoak(t *testing.T) {
 	rep, err := soak.Run(ctx, soak.Config{
 		ProxyURL:    p.URL,
 		AdminURL:    p.AdminURL,
-		FakeURL:     fakeURL,
+		FakeURL:     fake.URL,
 		Duration:    load,
 		WarmUp:      warmUp,
 		Settle:      settle,

@@ -18,6 +18,7 @@ import (
 const (
 	targetDirect = "direct" // load generator -> tiny upstream
 	targetBare   = "bare"   // -> bare httputil.ReverseProxy -> upstream
+	targetNaive  = "naive"  // -> naive guard (list call, 409 or forward) -> upstream; links only
 	targetGuard  = "guard"  // -> composio-guard -> upstream
 )
 
@@ -34,6 +35,17 @@ type workload struct {
 	// bareScript, when set, is what the bare proxy runs instead: the guarded
 	// links compare with a plain forward of a GET or POST.
 	bareScript, bareWhat string
+	// fullOnly are targets left out of -short runs (the guarded links' bare
+	// reference: their -short targets are against the naive guard).
+	fullOnly []string
+}
+
+// targetsFor is the workload's targets in this run, in order.
+func (w workload) targetsFor(short bool) []string {
+	if !short {
+		return w.targets
+	}
+	return slices.DeleteFunc(slices.Clone(w.targets), func(t string) bool { return slices.Contains(w.fullOnly, t) })
 }
 
 func (w workload) scriptFor(target string) (string, []string) {
@@ -48,10 +60,12 @@ var workloads = []workload{
 		what: "pass-through GET, 64 keep-alive connections"},
 	{name: "post", script: "post.lua", conns: 64, targets: []string{targetDirect, targetBare, targetGuard}, wantStatus: 200,
 		what: "pass-through POST (100-byte JSON body), 64 connections"},
-	{name: "link_allowed", script: "link.lua", args: []string{"ac_bench"}, conns: 64, targets: []string{targetBare, targetGuard}, wantStatus: 201,
-		what: "guarded link, list says none: one list call + the forward (201), 64 connections", bareScript: "post.lua", bareWhat: "POST"},
-	{name: "link_409", script: "link.lua", args: []string{"ac_active_bench"}, conns: 64, targets: []string{targetBare, targetGuard}, wantStatus: 409,
-		what: "guarded link, list says ACTIVE: one list call, 409, nothing forwarded, 64 connections", bareScript: "get.lua", bareWhat: "GET"},
+	{name: "link_allowed", script: "link.lua", args: []string{"ac_bench"}, conns: 64, targets: []string{targetBare, targetNaive, targetGuard}, wantStatus: 201,
+		what: "guarded link, list says none: one list call + the forward (201), 64 connections, users cycling over 10,000 ids; " +
+			"the naive guard runs the same links", bareScript: "post.lua", bareWhat: "POST", fullOnly: []string{targetBare}},
+	{name: "link_409", script: "link.lua", args: []string{"ac_active_bench"}, conns: 64, targets: []string{targetBare, targetNaive, targetGuard}, wantStatus: 409,
+		what: "guarded link, list says ACTIVE: one list call, 409, nothing forwarded, 64 connections, users cycling over 10,000 ids; " +
+			"the naive guard runs the same links", bareScript: "get.lua", bareWhat: "GET", fullOnly: []string{targetBare}},
 	{name: "latency_c1", script: "get.lua", conns: 1, targets: []string{targetDirect, targetBare, targetGuard}, wantStatus: 200,
 		what: "pass-through GET at concurrency 1 (latency)"},
 	{name: "rss_128", script: "get.lua", conns: 128, targets: []string{targetBare, targetGuard}, wantStatus: 200,
@@ -149,6 +163,12 @@ func (b *bench) startTarget(name string) (*target, error) {
 			return nil, err
 		}
 		return &target{name: name, url: "http://" + p.addr("addr"), p: p}, nil
+	case targetNaive:
+		p, err := startProc("naiveguard", b.o.proxyCPU, nil, b.o.naiveBin, "-addr", "127.0.0.1:0", "-upstream", upURL)
+		if err != nil {
+			return nil, err
+		}
+		return &target{name: name, url: "http://" + p.addr("addr"), p: p}, nil
 	case targetGuard:
 		env := []string{
 			"GUARD_UPSTREAM_URL=" + upURL,
@@ -191,7 +211,7 @@ func (b *bench) runWorkload(ctx context.Context, w workload) error {
 			b.stopTarget(t)
 		}
 	}()
-	for _, name := range w.targets {
+	for _, name := range w.targetsFor(b.o.short) {
 		t, err := b.startTarget(name)
 		if err != nil {
 			return err

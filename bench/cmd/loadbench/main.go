@@ -1,11 +1,14 @@
 // Command loadbench measures composio-guard side by side with a bare
-// httputil.ReverseProxy (bench/cmd/bareproxy) and the tiny upstream itself
+// httputil.ReverseProxy (bench/cmd/bareproxy), a naive guard for the guarded
+// links (bench/cmd/naiveguard) and the tiny upstream itself
 // (bench/cmd/upstream), over loopback: the proxies pinned to one CPU, the
 // load generator (wrk), the upstream and this program to the other. It
 // prints a table per workload (req/s, p50, p99, CPU µs per request from
 // /proc/<pid>/stat, peak RSS from VmHWM), the ratios against the bare proxy
-// with the targets of issue 7, and exits 1 when a target is missed (2 when
-// the benchmark itself could not run). bench/run.sh builds and runs it.
+// with the targets of issue 7, the cost per scenario against the bare proxy
+// (pass-through) and the naive guard (links) with the targets of issue 13,
+// and exits 1 when a target is missed (2 when the benchmark itself could not
+// run). bench/run.sh builds and runs it.
 package main
 
 import (
@@ -27,6 +30,7 @@ type options struct {
 	short, long  bool
 	guardBin     string
 	bareBin      string
+	naiveBin     string
 	upstreamBin  string
 	wrk          string
 	scriptDir    string
@@ -50,6 +54,7 @@ func main() {
 	fs.BoolVar(&o.long, "long", false, "also run the flat-memory soak (see -long-duration)")
 	fs.StringVar(&o.guardBin, "guard", "", "composio-guard binary (go build ./cmd/proxy)")
 	fs.StringVar(&o.bareBin, "bare", "", "bare proxy binary (go build ./bench/cmd/bareproxy)")
+	fs.StringVar(&o.naiveBin, "naive", "", "naive guard binary (go build ./bench/cmd/naiveguard)")
 	fs.StringVar(&o.upstreamBin, "upstream", "", "tiny upstream binary (go build ./bench/cmd/upstream)")
 	fs.StringVar(&o.wrk, "wrk", "wrk", "wrk executable")
 	fs.StringVar(&o.scriptDir, "scripts", "bench/wrk", "folder of the wrk Lua scripts")
@@ -119,7 +124,7 @@ func run(ctx context.Context, o *options) int {
 
 func preflight(o *options) error {
 	var missing []string
-	for _, p := range []struct{ flag, path string }{{"-guard", o.guardBin}, {"-bare", o.bareBin}, {"-upstream", o.upstreamBin}} {
+	for _, p := range []struct{ flag, path string }{{"-guard", o.guardBin}, {"-bare", o.bareBin}, {"-naive", o.naiveBin}, {"-upstream", o.upstreamBin}} {
 		if p.path == "" {
 			missing = append(missing, p.flag)
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -26,19 +27,69 @@ func (b *bench) get(workload, target string) *row {
 // workload wl: each pair was measured back to back, so drift on a shared
 // machine cancels out.
 func (b *bench) paired(wl string, f func(g, bare sample) float64) (float64, bool) {
-	g, bare := b.get(wl, targetGuard), b.get(wl, targetBare)
-	if g == nil || bare == nil || len(g.samples) == 0 || len(g.samples) != len(bare.samples) {
+	return b.pairedWith(wl, targetBare, f)
+}
+
+// pairedWith is paired against the reference target ref.
+func (b *bench) pairedWith(wl, ref string, f func(g, ref sample) float64) (float64, bool) {
+	g, r := b.get(wl, targetGuard), b.get(wl, ref)
+	if g == nil || r == nil || len(g.samples) == 0 || len(g.samples) != len(r.samples) {
 		return 0, false
 	}
 	v := make([]sample, len(g.samples))
 	for i := range g.samples {
-		v[i] = sample{cpuUS: f(g.samples[i], bare.samples[i])}
+		v[i] = sample{cpuUS: f(g.samples[i], r.samples[i])}
 	}
 	return median(v, func(s sample) float64 { return s.cpuUS }), true
 }
 
-func cpuRatio(g, bare sample) float64 { return g.cpuUS / bare.cpuUS }
-func rpsRatio(g, bare sample) float64 { return g.rps / bare.rps }
+func cpuRatio(g, ref sample) float64 { return g.cpuUS / ref.cpuUS }
+func rpsRatio(g, ref sample) float64 { return g.rps / ref.rps }
+
+// costVerdicts are the targets of issue 13, per scenario: what composio-guard
+// spends in CPU per request against what the simplest program doing the same
+// job spends, measured in the same rounds. Pass-through is held to the bare
+// proxy; a guarded link (allowed or refused) to the naive guard, which makes
+// the same list call with encoding/json and nothing else.
+func (b *bench) costVerdicts() []costRow {
+	var vs []costRow
+	for _, c := range []struct {
+		name, wl, ref, refName string
+		limit                  float64
+	}{
+		{"pass-through GET", "get", targetBare, "bare proxy", 1.10},
+		{"pass-through POST", "post", targetBare, "bare proxy", 1.10},
+		{"guarded link, allowed (201)", "link_allowed", targetNaive, "naive guard", 1.00},
+		{"guarded link, refused (409)", "link_409", targetNaive, "naive guard", 1.00},
+	} {
+		r, ok := b.pairedWith(c.wl, c.ref, cpuRatio)
+		if !ok {
+			continue
+		}
+		vs = append(vs, costRow{
+			scenario: c.name, refName: c.refName,
+			guardUS: b.get(c.wl, targetGuard).cpuUS, refUS: b.get(c.wl, c.ref).cpuUS,
+			ratio: r, limit: c.limit,
+		})
+	}
+	return vs
+}
+
+// costRow is one scenario of costVerdicts.
+type costRow struct {
+	scenario, refName string
+	guardUS, refUS    float64 // medians over the rounds
+	ratio, limit      float64 // ratio: the median of the per-round ratios
+}
+
+func (c costRow) verdict() verdict {
+	return verdict{
+		name:     "cost per request: " + c.scenario + " vs " + c.refName,
+		measured: fmt.Sprintf("%.2fx", c.ratio),
+		limit:    fmt.Sprintf("<= %.2fx", c.limit),
+		pass:     c.ratio <= c.limit,
+	}
+}
 
 // verdicts computes the issue's targets from what was measured; a target
 // whose workloads did not run is left out.
@@ -90,8 +141,13 @@ func (b *bench) verdicts() []verdict {
 }
 
 func (b *bench) allPassed() bool {
-	for _, v := range append(b.verdicts(), b.checks...) {
+	for _, v := range slices.Concat(b.verdicts(), b.checks) {
 		if !v.pass {
+			return false
+		}
+	}
+	for _, c := range b.costVerdicts() {
+		if !c.verdict().pass {
 			return false
 		}
 	}
@@ -108,10 +164,10 @@ func (b *bench) report() string {
 	fmt.Fprintf(&s, "%s. Proxies pinned to CPU %s; wrk (1 thread), the tiny upstream and this tool to CPU %s. "+
 		"%s per run (warm-up %s), %d round(s) with the targets back to back; medians, ratios are medians of per-round ratios. composio-guard at GUARD_LOG_LEVEL=info, metrics on, GUARD_MODE=enforce, memory lock backend.\n\n",
 		machine(), b.o.proxyCPU, b.o.loadCPU, b.o.duration, b.o.warmup, b.o.rounds)
-	s.WriteString("| workload | target | req/s | p50 | p99 | CPU µs/req | peak RSS | CPU vs bare | req/s vs bare |\n")
-	s.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	s.WriteString("| workload | target | req/s | p50 | p99 | CPU µs/req | peak RSS | CPU vs bare | req/s vs bare | CPU vs naive | req/s vs naive |\n")
+	s.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, wl := range b.order {
-		for _, tn := range []string{targetDirect, targetBare, targetGuard} {
+		for _, tn := range []string{targetDirect, targetBare, targetNaive, targetGuard} {
 			r := b.get(wl, tn)
 			if r == nil {
 				continue
@@ -120,7 +176,10 @@ func (b *bench) report() string {
 			if bw := b.bareWhat[wl]; tn == targetBare && bw != "" {
 				label = "bare (" + bw + ")"
 			}
-			cpuR, rpsR := "", ""
+			if tn == targetNaive {
+				label = "naive guard"
+			}
+			cpuR, rpsR, cpuN, rpsN := "", "", "", ""
 			if tn == targetGuard {
 				if v, ok := b.paired(wl, cpuRatio); ok {
 					cpuR = fmt.Sprintf("%.2fx", v)
@@ -128,9 +187,15 @@ func (b *bench) report() string {
 				if v, ok := b.paired(wl, rpsRatio); ok && b.bareWhat[wl] == "" {
 					rpsR = fmt.Sprintf("%.2fx", v)
 				}
+				if v, ok := b.pairedWith(wl, targetNaive, cpuRatio); ok {
+					cpuN = fmt.Sprintf("%.2fx", v)
+				}
+				if v, ok := b.pairedWith(wl, targetNaive, rpsRatio); ok {
+					rpsN = fmt.Sprintf("%.2fx", v)
+				}
 			}
-			fmt.Fprintf(&s, "| %s | %s | %.0f | %s | %s | %.1f | %s | %s | %s |\n",
-				wl, label, r.rps, usec(r.p50), usec(r.p99), r.cpuUS, mib(r.rssKiB), cpuR, rpsR)
+			fmt.Fprintf(&s, "| %s | %s | %.0f | %s | %s | %.1f | %s | %s | %s | %s | %s |\n",
+				wl, label, r.rps, usec(r.p50), usec(r.p99), r.cpuUS, mib(r.rssKiB), cpuR, rpsR, cpuN, rpsN)
 		}
 	}
 	s.WriteString("\nWorkloads:\n")
@@ -139,7 +204,7 @@ func (b *bench) report() string {
 		if bw := b.bareWhat[wl]; bw != "" {
 			fmt.Fprintf(&s, "; the bare proxy forwards a pass-through %s in the same rounds", bw)
 		}
-		for _, tn := range []string{targetDirect, targetBare, targetGuard} {
+		for _, tn := range []string{targetDirect, targetBare, targetNaive, targetGuard} {
 			if r := b.get(wl, tn); r != nil && r.note != "" {
 				fmt.Fprintf(&s, "; %s: %s", tn, r.note)
 			}
@@ -155,6 +220,14 @@ func (b *bench) report() string {
 	s.WriteString("\n| target (issue 7) | measured | limit | result |\n|---|---|---|---|\n")
 	for _, v := range b.verdicts() {
 		fmt.Fprintf(&s, "| %s | %s | %s | %s |\n", v.name, v.measured, v.limit, passFail(v.pass))
+	}
+	if cv := b.costVerdicts(); len(cv) > 0 {
+		s.WriteString("\n| scenario (issue 13) | guard CPU µs/req | compared with | its CPU µs/req | ratio | limit | result |\n" +
+			"|---|---:|---|---:|---:|---|---|\n")
+		for _, c := range cv {
+			fmt.Fprintf(&s, "| %s | %.1f | %s | %.1f | %.2fx | <= %.2fx | %s |\n",
+				c.scenario, c.guardUS, c.refName, c.refUS, c.ratio, c.limit, passFail(c.verdict().pass))
+		}
 	}
 	if len(b.checks) > 0 {
 		s.WriteString("\n| sanity check | measured | expected | result |\n|---|---|---|---|\n")

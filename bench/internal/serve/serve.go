@@ -1,7 +1,7 @@
-// Package serve runs the benchmark's own HTTP processes (the tiny upstream
-// and the bare proxy) the same way: listen, announce the address as a JSON
-// "listening" line on stdout (loadbench reads it), serve until ctx ends,
-// then shut down within 5 s.
+// Package serve runs the benchmark's own HTTP processes (the tiny upstream,
+// the bare proxy and the naive guard) the same way: listen, announce the
+// address as a JSON "listening" line on stdout (loadbench reads it), serve
+// until ctx ends, then shut down within 5 s.
 package serve
 
 import (

@@ -1,9 +1,8 @@
-// Package harness owns what the hardening suites (test/faults, test/hostile,
-// test/soak) share: the proxy binary started as a real process in front of an
-// upstream, an in-process fake Composio behind a recording, hookable handler
-// (for misbehaviour the fake cannot play), a canary listener that must never
-// be dialled, and the ways a client sees the proxy: HTTP answers, raw TCP,
-// /metrics and the access log.
+// Package harness owns what the hardening suites (test/faults, test/hostile)
+// share beside testproc's launcher of the proxy binary: an in-process fake
+// Composio behind a recording, hookable handler (for misbehaviour the fake
+// cannot play), a canary listener that must never be dialled, and the ways a
+// client sees the proxy: HTTP answers and raw TCP.
 package harness
 
 import (
@@ -15,179 +14,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
 	"github.com/composio-guard/composio-guard/internal/composiotest"
-	"github.com/composio-guard/composio-guard/internal/testproc"
 )
-
-// ProxyBin builds ./cmd/proxy once per test binary.
-func ProxyBin(t testing.TB) string { return testproc.Build(t, "./cmd/proxy") }
-
-// FakeBin builds ./cmd/fakecomposio once per test binary.
-func FakeBin(t testing.TB) string { return testproc.Build(t, "./cmd/fakecomposio") }
-
-// Proxy is a running proxy binary.
-type Proxy struct {
-	Addr     string // host:port of the proxy listener
-	URL      string // http://Addr
-	AdminURL string
-	PID      int // the process (for /proc/PID/status)
-
-	logs func() string
-	stop func() int
-}
-
-// Logs returns the proxy's log lines kept so far (all of them, or the last
-// ones for StartProxyBounded).
-func (p *Proxy) Logs() string { return p.logs() }
-
-// Stop sends SIGTERM and returns the exit code (-1: killed after 30s).
-func (p *Proxy) Stop() int { return p.stop() }
-
-// StartProxy runs the proxy in front of upstream. The base settings bind
-// loopback only, skip the drain delay and log at info (the access log is
-// read by tests); env entries ("GUARD_X=v") are applied after them and win.
-func StartProxy(t testing.TB, upstream string, env ...string) *Proxy {
-	t.Helper()
-	base := []string{
-		"GUARD_UPSTREAM_URL=" + upstream,
-		"GUARD_LISTEN_ADDR=127.0.0.1:0",
-		"GUARD_ADMIN_ADDR=127.0.0.1:0",
-		"GUARD_DRAIN_DELAY=0s",
-		"GUARD_SHUTDOWN_GRACE=5s",
-		"GUARD_LOG_LEVEL=info",
-	}
-	p := testproc.Start(t, ProxyBin(t), append(base, env...))
-	px := newProxy(t, p.Fields)
-	px.logs, px.stop, px.PID = p.Logs, p.Stop, p.Cmd.Process.Pid
-	return px
-}
-
-func newProxy(t testing.TB, fields map[string]any) *Proxy {
-	t.Helper()
-	addr, _ := fields["proxy_addr"].(string)
-	admin, _ := fields["admin_addr"].(string)
-	if addr == "" || admin == "" {
-		t.Fatalf("proxy: listening line without proxy_addr/admin_addr: %v", fields)
-	}
-	px := &Proxy{Addr: addr, URL: "http://" + addr, AdminURL: "http://" + admin}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("proxy logs:\n%s", tail(px.Logs(), 60))
-		}
-	})
-	return px
-}
-
-// StartProxyBounded is StartProxy for long runs: the proxy logs at info (its
-// "listening" line is an info line) but only the last keep log lines are
-// held in memory.
-func StartProxyBounded(t testing.TB, upstream string, keep int, env ...string) *Proxy {
-	t.Helper()
-	cmd := exec.Command(ProxyBin(t))
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(),
-		"GUARD_UPSTREAM_URL=" + upstream, "GUARD_LISTEN_ADDR=127.0.0.1:0", "GUARD_ADMIN_ADDR=127.0.0.1:0",
-		"GUARD_DRAIN_DELAY=0s", "GUARD_SHUTDOWN_GRACE=5s", "GUARD_LOG_LEVEL=info"}, env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatalf("proxy: %v", err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("proxy: start: %v", err)
-	}
-	var (
-		mu    sync.Mutex
-		ring  = make([]string, 0, keep)
-		next  int
-		ready = make(chan map[string]any, 1)
-		done  = make(chan struct{})
-	)
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			mu.Lock()
-			if len(ring) < keep {
-				ring = append(ring, line)
-			} else {
-				ring[next%keep] = line
-				next++
-			}
-			mu.Unlock()
-			if !sent {
-				var m map[string]any
-				if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "listening" {
-					ready <- m
-					sent = true
-				}
-			}
-		}
-	}()
-	go func() { _ = cmd.Wait(); close(done) }()
-	kill := func() {
-		select {
-		case <-done:
-		default:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}
-	t.Cleanup(kill)
-	logs := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		n := len(ring)
-		ordered := make([]string, 0, n)
-		for i := range n {
-			ordered = append(ordered, ring[(next+i)%n])
-		}
-		return strings.Join(ordered, "\n")
-	}
-	var fields map[string]any
-	select {
-	case fields = <-ready:
-	case <-done:
-		t.Fatalf("proxy exited before listening:\n%s", logs())
-	case <-time.After(20 * time.Second):
-		kill()
-		t.Fatalf("proxy did not announce its listener in 20s:\n%s", logs())
-	}
-	px := newProxy(t, fields)
-	px.logs, px.PID = logs, cmd.Process.Pid
-	px.stop = func() int {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-			return cmd.ProcessState.ExitCode()
-		case <-time.After(30 * time.Second):
-			kill()
-			return -1
-		}
-	}
-	return px
-}
-
-func tail(s string, lines int) string {
-	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
-	}
-	return strings.Join(parts, "\n")
-}
 
 // Client returns an HTTP client for one test: no shared pool, no automatic
 // decompression, a timeout above every scenario's own delays.
@@ -272,100 +107,14 @@ func CreateBody(user, authConfig string) string {
 	return fmt.Sprintf(`{"auth_config":{"id":%q},"connection":{"user_id":%q,"callback_url":"https://app.example/cb"}}`, authConfig, user)
 }
 
-// Link sends one link() through the proxy with credential key; extra
-// headers are added.
-func (p *Proxy) Link(c *http.Client, key, user, authConfig string, extra map[string]string) Answer {
+// Link sends one link() to the proxy at proxyURL with credential key;
+// extra headers are added.
+func Link(c *http.Client, proxyURL, key, user, authConfig string, extra map[string]string) Answer {
 	h := map[string]string{"x-api-key": key}
 	for k, v := range extra {
 		h[k] = v
 	}
-	return Do(c, http.MethodPost, p.URL+"/api/v3/connected_accounts/link", h, LinkBody(user, authConfig))
-}
-
-// MetricsText fetches the admin listener's exposition.
-func (p *Proxy) MetricsText(t testing.TB) string {
-	t.Helper()
-	res, err := http.Get(p.AdminURL + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %v", res.StatusCode, err)
-	}
-	return string(b)
-}
-
-// Metric sums the samples of name whose labels include every pair of
-// labels; ok is false when no sample matched.
-func (p *Proxy) Metric(t testing.TB, name string, labels map[string]string) (float64, bool) {
-	t.Helper()
-	return MetricFrom(p.MetricsText(t), name, labels)
-}
-
-// MetricFrom reads a metric from exposition text (see Proxy.Metric).
-func MetricFrom(text, name string, labels map[string]string) (float64, bool) {
-	sum, found := 0.0, false
-	for line := range strings.SplitSeq(text, "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		series, val := line[:sp], line[sp+1:]
-		n, lbl, _ := strings.Cut(series, "{")
-		if n != name {
-			continue
-		}
-		match := true
-		for k, v := range labels {
-			if !strings.Contains(lbl, k+"="+strconv.Quote(v)) {
-				match = false
-				break
-			}
-		}
-		if !match {
-			continue
-		}
-		f, err := strconv.ParseFloat(val, 64)
-		if err != nil {
-			continue
-		}
-		sum += f
-		found = true
-	}
-	return sum, found
-}
-
-// LogLines returns the proxy's JSON log lines whose msg is msg.
-func (p *Proxy) LogLines(msg string) []map[string]any {
-	var out []map[string]any
-	for line := range strings.SplitSeq(p.Logs(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == msg {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// AccessLine waits up to within for the access-log line of requestID.
-func (p *Proxy) AccessLine(requestID string, within time.Duration) (map[string]any, bool) {
-	deadline := time.Now().Add(within)
-	for {
-		for _, m := range p.LogLines("request") {
-			if m["request_id"] == requestID {
-				return m, true
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return Do(c, http.MethodPost, proxyURL+"/api/v3/connected_accounts/link", h, LinkBody(user, authConfig))
 }
 
 // Seen is one request as it reached the upstream.

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"testing"
@@ -9,7 +9,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/composio-guard/composio-guard/internal/config"
+	"github.com/composio-guard/composio-guard/internal/lock"
 	"github.com/composio-guard/composio-guard/internal/metrics"
 )
 
@@ -23,7 +23,7 @@ func TestEvictionCountedAndWarned(t *testing.T) {
 	if v := value(t, evicted); v != 0 {
 		t.Fatalf("evicted starts at %v", v)
 	}
-	store, _, err := openStore(config.Config{LockBackend: config.LockMemory}, m, zap.New(core))
+	store, err := openStore(lock.Settings{Backend: lock.BackendMemory}, m, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,142 @@
+// Package app is the one assembly: settings in, a running proxy out. main,
+// the end-to-end tests and the benchmarks build the proxy through New, so
+// there is one wiring of metrics, transport, ReverseProxy, lookup client,
+// lock store, guard, router and server.
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/composio-guard/composio-guard/internal/config"
+	"github.com/composio-guard/composio-guard/internal/intercept"
+	"github.com/composio-guard/composio-guard/internal/lock"
+	"github.com/composio-guard/composio-guard/internal/metrics"
+	"github.com/composio-guard/composio-guard/internal/server"
+	"github.com/composio-guard/composio-guard/internal/upstream"
+)
+
+// Options are what New needs beside the settings; all may be zero.
+type Options struct {
+	// Version and Revision are the build's: composio_guard_build_info and
+	// the lookup's User-Agent.
+	Version, Revision string
+	// Logger receives every line; nil: no logs.
+	Logger *zap.Logger
+	// Metrics, when nil, is a new set (metrics.New with the build info).
+	Metrics *metrics.Metrics
+	// Transport, when set, replaces the transport to Composio built from
+	// cfg.Transport: benchmarks put an in-process upstream here.
+	Transport http.RoundTripper
+}
+
+// Proxy is the assembled proxy: Run serves it, Handler skips the listeners.
+type Proxy struct {
+	Server  *server.Server
+	Metrics *metrics.Metrics
+	Store   lock.Store
+
+	log *zap.Logger
+}
+
+// New builds the request path once from cfg (which Validate has passed):
+// one transport (shared; the ReverseProxy and the list client instrument it
+// per operation), one ReverseProxy, one list client, one lock store, the
+// guard, the router and the server. Nothing listens until Run. Close (or
+// Run) releases the store.
+func New(cfg config.Config, o Options) (*Proxy, error) {
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	m := o.Metrics
+	if m == nil {
+		m = metrics.New(metrics.Build{Version: o.Version, Revision: o.Revision})
+	}
+	var rt http.RoundTripper = upstream.NewTransport(cfg.Transport)
+	if o.Transport != nil {
+		rt = o.Transport
+	}
+	target := cfg.Transport.Base()
+	if target == nil {
+		return nil, fmt.Errorf("app: invalid %sUPSTREAM_URL", config.Prefix)
+	}
+	proxy := upstream.NewProxy(target, rt, upstream.ProxyOptions{
+		TrustForwarded:    cfg.Server.TrustForwarded,
+		KeepOptIn:         cfg.Guard.Mode == config.ModeOff,
+		Metrics:           m,
+		RetryAfterSeconds: cfg.Guard.RetryAfterSeconds(),
+		Logger:            log,
+	})
+	lister := upstream.NewListClient(target, rt, cfg.Lookup, upstream.ListOptions{
+		UserAgent: "composio-guard/" + version(o.Version),
+		Metrics:   m,
+	})
+	store, err := openStore(cfg.Lock, m, log)
+	if err != nil {
+		return nil, err
+	}
+	guard := intercept.NewGuard(guardConfig(cfg), lister, store, proxy, m)
+	srv := server.New(server.Options{
+		Settings: cfg.Server,
+		Logger:   log,
+		Metrics:  m,
+		Handler:  intercept.Router(guard, proxy),
+		Announce: []zap.Field{zap.String("mode", string(cfg.Guard.Mode))},
+	})
+	return &Proxy{Server: srv, Metrics: m, Store: store, log: log}, nil
+}
+
+// guardConfig maps the guard's settings into intercept's own Config, until
+// intercept owns its settings.
+func guardConfig(cfg config.Config) intercept.Config {
+	g := cfg.Guard
+	return intercept.Config{
+		Mode:                string(g.Mode),
+		FailureMode:         string(g.FailureMode),
+		MaxBodyBytes:        g.MaxBodyBytes,
+		BodyBudgetBytes:     g.BodyBudgetBytes,
+		BodyReadTimeout:     g.BodyReadTimeout,
+		LookupTimeout:       cfg.Lookup.Timeout,
+		LockWait:            cfg.EffectiveLockWait(),
+		LockTTL:             cfg.LockTTL(),
+		PendingAction:       string(g.PendingAction),
+		PendingMaxTTL:       g.PendingMaxTTL,
+		AllowMultiple:       string(g.AllowMultiple),
+		MultipleAuthConfigs: g.MultipleAuthConfigs,
+		RetryAfterSeconds:   g.RetryAfterSeconds(),
+		SandboxMaxSize:      g.SandboxMaxSize,
+		SandboxAllowedSizes: g.SandboxAllowedSizes,
+		SandboxDefaultSize:  g.SandboxDefaultSize,
+	}
+}
+
+func version(v string) string {
+	if v == "" {
+		return "dev"
+	}
+	return v
+}
+
+// Handler is the proxy port's full chain (middleware, router, guard), for
+// tests and benchmarks that skip the listeners.
+func (p *Proxy) Handler() http.Handler { return p.Server.Handler() }
+
+// Run serves until ctx ends, drains, and closes the store.
+func (p *Proxy) Run(ctx context.Context) error {
+	defer p.Close()
+	return p.Server.Run(ctx)
+}
+
+// Close releases the store (a Redis connection pool); safe to call twice.
+func (p *Proxy) Close() {
+	if c, ok := p.Store.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			p.log.Warn("closing the lock store", zap.Error(err))
+		}
+	}
+}

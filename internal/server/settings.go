@@ -1,0 +1,101 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/composio-guard/composio-guard/internal/settings"
+)
+
+// Settings are the listeners' and the process's own settings (GUARD_*; the
+// envDefault tags are the defaults). internal/config reads and validates
+// them with every other package's.
+type Settings struct {
+	ListenAddr        string        `env:"LISTEN_ADDR" envDefault:":8080"`
+	AdminAddr         string        `env:"ADMIN_ADDR" envDefault:":9090"`
+	ReadHeaderTimeout time.Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s"`
+	IdleTimeout       time.Duration `env:"IDLE_TIMEOUT" envDefault:"120s"`
+	MaxHeaderBytes    int           `env:"MAX_HEADER_BYTES" envDefault:"65536"`
+	// TrustForwarded keeps the inbound forwarding headers (and the
+	// ReverseProxy passes X-Forwarded-* on): only behind a trusted hop.
+	TrustForwarded bool          `env:"TRUST_FORWARDED" envDefault:"false"`
+	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"25s"`
+	DrainDelay     time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
+	LogLevel       LogLevel      `env:"LOG_LEVEL" envDefault:"info"`
+	Pprof          bool          `env:"PPROF" envDefault:"false"`
+}
+
+// DefaultSettings are Settings as their envDefault tags set them.
+func DefaultSettings() Settings { return settings.Defaults[Settings]() }
+
+// LogLevel is the minimum level logged (GUARD_LOG_LEVEL).
+type LogLevel string
+
+// Log levels.
+const (
+	LevelDebug LogLevel = "debug"
+	LevelInfo  LogLevel = "info"
+	LevelWarn  LogLevel = "warn"
+	LevelError LogLevel = "error"
+)
+
+// UnmarshalText reads a level case- and space-insensitively; Validate
+// refuses an unknown one.
+func (l *LogLevel) UnmarshalText(b []byte) error {
+	*l = LogLevel(settings.Fold(b))
+	return nil
+}
+
+// Validate reports every problem of s, one error per variable.
+func (s Settings) Validate() error {
+	var p settings.Problems
+	lerr := checkAddr(s.ListenAddr)
+	if lerr != nil {
+		p.Add("LISTEN_ADDR", "%v", lerr)
+	}
+	aerr := checkAddr(s.AdminAddr)
+	if aerr != nil {
+		p.Add("ADMIN_ADDR", "%v", aerr)
+	}
+	if lerr == nil && aerr == nil && sameListener(s.ListenAddr, s.AdminAddr) {
+		p.Add("ADMIN_ADDR", "must differ from %sLISTEN_ADDR (%s): admin paths are never served on the proxy port", settings.Prefix, s.ListenAddr)
+	}
+	p.Positive("READ_HEADER_TIMEOUT", s.ReadHeaderTimeout)
+	p.Positive("IDLE_TIMEOUT", s.IdleTimeout)
+	if s.MaxHeaderBytes < 4096 {
+		p.Add("MAX_HEADER_BYTES", "must be at least 4096, got %d", s.MaxHeaderBytes)
+	}
+	p.Positive("SHUTDOWN_GRACE", s.ShutdownGrace)
+	if s.DrainDelay < 0 {
+		p.Add("DRAIN_DELAY", "must not be negative, got %s", s.DrainDelay)
+	} else if s.ShutdownGrace > 0 && s.DrainDelay >= s.ShutdownGrace {
+		p.Add("DRAIN_DELAY", "(%s) must be shorter than %sSHUTDOWN_GRACE (%s), or in-flight requests get no time to finish", s.DrainDelay, settings.Prefix, s.ShutdownGrace)
+	}
+	settings.OneOf(&p, "LOG_LEVEL", s.LogLevel, LevelDebug, LevelInfo, LevelWarn, LevelError)
+	return p.Err()
+}
+
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, e.g. :8080 or 127.0.0.1:8080: %w", err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// sameListener reports whether two valid addresses would collide. Port 0 is
+// a fresh ephemeral port each time, so it never collides.
+func sameListener(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	if pa != pb || pa == "0" {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wild(ha) || wild(hb)
+}

@@ -80,7 +80,7 @@ func New(cfg config.Config, o Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	guard := intercept.NewGuard(guardConfig(cfg), lister, store, proxy, m)
+	guard := intercept.NewGuard(cfg.GuardConfig(), lister, store, proxy, m)
 	srv := server.New(server.Options{
 		Settings: cfg.Server,
 		Logger:   log,
@@ -93,28 +93,6 @@ func New(cfg config.Config, o Options) (*Proxy, error) {
 
 // guardConfig maps the guard's settings into intercept's own Config, until
 // intercept owns its settings.
-func guardConfig(cfg config.Config) intercept.Config {
-	g := cfg.Guard
-	return intercept.Config{
-		Mode:                string(g.Mode),
-		FailureMode:         string(g.FailureMode),
-		MaxBodyBytes:        g.MaxBodyBytes,
-		BodyBudgetBytes:     g.BodyBudgetBytes,
-		BodyReadTimeout:     g.BodyReadTimeout,
-		LookupTimeout:       cfg.Lookup.Timeout,
-		LockWait:            cfg.EffectiveLockWait(),
-		LockTTL:             cfg.LockTTL(),
-		PendingAction:       string(g.PendingAction),
-		PendingMaxTTL:       g.PendingMaxTTL,
-		AllowMultiple:       string(g.AllowMultiple),
-		MultipleAuthConfigs: g.MultipleAuthConfigs,
-		RetryAfterSeconds:   g.RetryAfterSeconds(),
-		SandboxMaxSize:      g.SandboxMaxSize,
-		SandboxAllowedSizes: g.SandboxAllowedSizes,
-		SandboxDefaultSize:  g.SandboxDefaultSize,
-	}
-}
-
 func version(v string) string {
 	if v == "" {
 		return "dev"

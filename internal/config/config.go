@@ -21,6 +21,8 @@ import (
 	"github.com/composio-guard/composio-guard/internal/server"
 	"github.com/composio-guard/composio-guard/internal/settings"
 	"github.com/composio-guard/composio-guard/internal/upstream"
+
+	"github.com/composio-guard/composio-guard/internal/intercept"
 )
 
 // Prefix of every environment variable the proxy reads.
@@ -182,7 +184,7 @@ func walk(v reflect.Value, fn func(key string, sf reflect.StructField, f reflect
 func (c *Config) normalize() {
 	c.Transport.URL = strings.TrimSpace(c.Transport.URL)
 	c.Lock.RedisURL = strings.TrimSpace(c.Lock.RedisURL)
-	c.Guard.normalize()
+	c.Guard.Normalize()
 }
 
 // Validate checks every setting and reports every problem at once: each
@@ -203,25 +205,28 @@ func (c Config) GuardBudget() time.Duration {
 	return c.Lookup.Timeout + c.Transport.ResponseHeaderTimeout
 }
 
-// lockTTLMargin keeps a self-expiring (Redis) lock alive a little past the
-// guarded work's own deadline, so it never lapses while legitimately held.
-const lockTTLMargin = 5 * time.Second
-
-// LockTTL is how long a self-expiring lock may live. It is always longer
-// than GuardBudget (plus two Redis round trips for take and release), so the
-// guarded work, run under a context ending at GuardBudget, ends first.
-func (c Config) LockTTL() time.Duration {
-	return c.GuardBudget() + 2*c.Lock.RedisTimeout + lockTTLMargin
+// timing is the guard's timing, as intercept.Timing derives it from the
+// lookup, upstream and lock settings.
+func (c Config) timing() (wait, ttl time.Duration) {
+	return intercept.Timing(c.Lookup.Timeout, c.Transport.ResponseHeaderTimeout, c.Lock.RedisTimeout, c.Lock.Wait)
 }
+
+// LockTTL is how long a self-expiring lock may live: longer than
+// GuardBudget plus two Redis round trips, so the guarded work ends first.
+func (c Config) LockTTL() time.Duration { _, ttl := c.timing(); return ttl }
 
 // EffectiveLockWait is how long a guarded request waits for the per-key
 // lock: GUARD_LOCK_WAIT, or GuardBudget when unset (the longest a holder can
 // legitimately keep it).
-func (c Config) EffectiveLockWait() time.Duration {
-	if c.Lock.Wait > 0 {
-		return c.Lock.Wait
-	}
-	return c.GuardBudget()
+func (c Config) EffectiveLockWait() time.Duration { wait, _ := c.timing(); return wait }
+
+// GuardConfig is what the guard runs with: its own settings and the timing
+// derived from the others.
+func (c Config) GuardConfig() intercept.Config {
+	g := c.Guard
+	g.LookupTimeout = c.Lookup.Timeout
+	g.LockWait, g.LockTTL = c.timing()
+	return g
 }
 
 // String renders every setting as GUARD_NAME=value pairs, in declaration
@@ -272,7 +277,11 @@ func render(f reflect.Value) string {
 	case []string:
 		return strings.Join(x, ",")
 	case []SandboxSize:
-		return joinSizes(x)
+		parts := make([]string, len(x))
+		for i, v := range x {
+			parts[i] = string(v)
+		}
+		return strings.Join(parts, ",")
 	}
 	return fmt.Sprint(f.Interface())
 }

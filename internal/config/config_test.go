@@ -58,8 +58,8 @@ func TestDefaults(t *testing.T) {
 		{"DrainDelay", c.Server.DrainDelay, 5 * time.Second},
 		{"LogLevel", c.Server.LogLevel, server.LevelInfo},
 		{"Pprof", c.Server.Pprof, false},
-		{"SandboxPolicy", c.Guard.SandboxPolicy(), false},
-		{"SandboxAllowed", c.Guard.SandboxAllowed(), SandboxSizes},
+		{"SandboxPolicy", c.Guard.SandboxRules().Active(), false},
+		{"SandboxAllowed", c.Guard.SandboxRules().AllowedSizes(), SandboxSizes},
 	}
 	for _, tc := range checks {
 		if !reflect.DeepEqual(tc.got, tc.want) {
@@ -91,16 +91,16 @@ func TestValidSettings(t *testing.T) {
 				if !c.Guard.MultipleAllowedFor("ac_One") || c.Guard.MultipleAllowedFor("ac_one") || c.Guard.MultipleAllowedFor("") {
 					t.Error("MultipleAllowedFor must match ids exactly")
 				}
-				if !reflect.DeepEqual(c.Guard.SandboxAllowed(), []SandboxSize{SandboxStandard, SandboxMedium}) {
-					t.Errorf("allowed %v", c.Guard.SandboxAllowed())
+				if !reflect.DeepEqual(c.Guard.SandboxRules().AllowedSizes(), []SandboxSize{SandboxStandard, SandboxMedium}) {
+					t.Errorf("allowed %v", c.Guard.SandboxRules().AllowedSizes())
 				}
 			}},
 		{"ceiling and set intersect", map[string]string{"GUARD_SANDBOX_MAX_SIZE": "large", "GUARD_SANDBOX_ALLOWED_SIZES": "standard,large,xlarge", "GUARD_SANDBOX_DEFAULT_SIZE": "large"},
 			func(t *testing.T, c Config) {
-				if !reflect.DeepEqual(c.Guard.SandboxAllowed(), []SandboxSize{SandboxStandard, SandboxLarge}) {
-					t.Errorf("allowed %v", c.Guard.SandboxAllowed())
+				if !reflect.DeepEqual(c.Guard.SandboxRules().AllowedSizes(), []SandboxSize{SandboxStandard, SandboxLarge}) {
+					t.Errorf("allowed %v", c.Guard.SandboxRules().AllowedSizes())
 				}
-				if c.Guard.SandboxAllows("medium") || c.Guard.SandboxAllows("xlarge") || c.Guard.SandboxAllows("huge") {
+				if c.Guard.SandboxRules().Allows("medium") || c.Guard.SandboxRules().Allows("xlarge") || c.Guard.SandboxRules().Allows("huge") {
 					t.Error("medium, xlarge and unknown tiers must be refused")
 				}
 			}},

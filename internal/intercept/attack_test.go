@@ -218,8 +218,8 @@ func TestCallerCausedLookupFailureRefuses(t *testing.T) {
 		{"too many pages", fmt.Errorf("%w (10 pages read)", upstream.ErrTooManyPages), intercept.ReasonTooManyAccounts},
 		{"unknown item", fmt.Errorf("lookup page 1: %w", upstream.ErrUnknownItem), intercept.ReasonUnknownItem},
 	} {
-		for _, fm := range []string{intercept.FailOpen, intercept.FailClosed} {
-			t.Run(tc.name+"/"+fm, func(t *testing.T) {
+		for _, fm := range []intercept.FailureMode{intercept.FailOpen, intercept.FailClosed} {
+			t.Run(tc.name+"/"+string(fm), func(t *testing.T) {
 				e := newEnv(t, intercept.Config{FailureMode: fm})
 				e.lister.err = tc.err
 				a := e.link(t, "u", "ac")

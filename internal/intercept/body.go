@@ -56,7 +56,7 @@ type bodyTools struct {
 }
 
 func newBodyTools(cfg Config, keepRest bool) *bodyTools {
-	return &bodyTools{max: cfg.MaxBodyBytes, timeout: cfg.BodyReadTimeout, retryAfter: cfg.RetryAfterSeconds,
+	return &bodyTools{max: cfg.MaxBodyBytes, timeout: cfg.BodyReadTimeout, retryAfter: cfg.RetryAfterSeconds(),
 		keepRest: keepRest, budget: newByteBudget(cfg.BodyBudgetBytes)}
 }
 

@@ -48,7 +48,7 @@ func (u *recordingUpstream) got() [][]byte {
 // budgetProxy serves a guard with a small body budget behind the server's
 // RequestID middleware, which ends each request's scope (and so gives its
 // body bytes back) once it is served.
-func budgetProxy(t *testing.T, mode string, budget int64) (*Guard, *recordingUpstream, *httptest.Server) {
+func budgetProxy(t *testing.T, mode Mode, budget int64) (*Guard, *recordingUpstream, *httptest.Server) {
 	t.Helper()
 	up := &recordingUpstream{}
 	g := NewGuard(Config{Mode: mode, BodyBudgetBytes: budget, PendingAction: PendingOff, BodyReadTimeout: 10 * time.Second},

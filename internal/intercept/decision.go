@@ -104,23 +104,6 @@ const (
 	ReasonSizeNotAllowed = "sandbox_size_not_allowed"
 )
 
-// Values of Config fields.
-const (
-	ModeEnforce = "enforce"
-	ModeShadow  = "shadow"
-	ModeOff     = "off"
-
-	FailClosed = "closed"
-	FailOpen   = "open"
-
-	PendingReplay = "replay"
-	PendingReject = "reject"
-	PendingOff    = "off"
-
-	AllowMultipleFlag  = "flag"
-	AllowMultipleNever = "never"
-)
-
 // Results of metrics.Leases.
 const (
 	leaseHit    = "hit"

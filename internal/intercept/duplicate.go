@@ -33,7 +33,7 @@ type duplicatePolicy struct {
 	store         lock.Store
 	m             *metrics.Metrics
 	allowMultiple bool // the opt-in is honoured (GUARD_ALLOW_MULTIPLE=flag)
-	pending       string
+	pending       PendingAction
 	pendingMaxTTL time.Duration
 	lookupTimeout time.Duration
 	lockWait      time.Duration

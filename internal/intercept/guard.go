@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/composio-guard/composio-guard/internal/config"
 	"github.com/composio-guard/composio-guard/internal/lock"
 	"github.com/composio-guard/composio-guard/internal/logging"
 	"github.com/composio-guard/composio-guard/internal/metrics"
@@ -31,32 +30,9 @@ type Lister interface {
 	List(ctx context.Context, q upstream.ListQuery) (upstream.ListResult, error)
 }
 
-// Config is the guard's policy. Zero values take the defaults of NewGuard.
-type Config struct {
-	Mode                string        // "enforce" | "shadow" | "off"
-	FailureMode         string        // "closed" | "open"
-	MaxBodyBytes        int64         // cap on a guarded body, on the wire and decompressed
-	BodyBudgetBytes     int64         // cap on all guarded bodies held at once (see budget.go)
-	BodyReadTimeout     time.Duration // bound on receiving a guarded body (slow clients get 408)
-	LookupTimeout       time.Duration // bounds the whole lookup (all pages)
-	LockWait            time.Duration // longest wait for the per-key lock
-	LockTTL             time.Duration // > LookupTimeout + upstream timeout; a forward under a lock that lapses (Redis) ends before it
-	PendingAction       string        // "replay" | "reject" | "off"
-	PendingMaxTTL       time.Duration // cap on a lease's life (the link's expires_at otherwise)
-	AllowMultiple       string        // "flag" | "never"
-	MultipleAuthConfigs []string      // auth configs on which multiple accounts are always allowed
-	RetryAfterSeconds   int           // Retry-After on the proxy's 503s
-
-	// Tool Router sandbox tier policy (config.Validate has checked them).
-	// Empty means no restriction and no default; tiers are validated anyway.
-	SandboxMaxSize      config.SandboxSize   // ceiling
-	SandboxAllowedSizes []config.SandboxSize // allowed set
-	SandboxDefaultSize  config.SandboxSize   // inserted on a session create that names no tier
-}
-
 // Guard routes the guarded requests to their policies and answers them.
 type Guard struct {
-	mode       string
+	mode       Mode
 	failOpen   bool
 	retryAfter int
 	forward    http.Handler
@@ -79,42 +55,45 @@ func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler,
 	// what they did not read for it.
 	tools := newBodyTools(cfg, cfg.Mode == ModeShadow)
 	return &Guard{
-		mode: cfg.Mode, failOpen: cfg.FailureMode == FailOpen, retryAfter: cfg.RetryAfterSeconds,
+		mode: cfg.Mode, failOpen: cfg.FailureMode == FailOpen, retryAfter: cfg.RetryAfterSeconds(),
 		forward: forward, m: m,
 		links:    newDuplicatePolicy(cfg, tools, lister, store, m),
 		sessions: newSandboxPolicy(cfg, tools),
 	}
 }
 
-// withDefaults fills in what a Config leaves zero.
+// withDefaults fills in what a Config leaves zero from DefaultConfig, the
+// one source of defaults (the settings' envDefault tags and the timing they
+// give).
 func withDefaults(cfg Config) Config {
-	str := func(s *string, v string) {
-		if *s == "" {
-			*s = v
+	def := DefaultConfig()
+	or := func(v, d string) string {
+		if v == "" {
+			return d
 		}
+		return v
 	}
-	dur := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	dur := func(v, d time.Duration) time.Duration {
+		if v <= 0 {
+			return d
 		}
+		return v
 	}
-	str(&cfg.Mode, ModeEnforce)
-	str(&cfg.FailureMode, FailClosed)
-	str(&cfg.PendingAction, PendingReplay)
-	str(&cfg.AllowMultiple, AllowMultipleFlag)
-	dur(&cfg.BodyReadTimeout, 15*time.Second)
+	cfg.Mode = Mode(or(string(cfg.Mode), string(def.Mode)))
+	cfg.FailureMode = FailureMode(or(string(cfg.FailureMode), string(def.FailureMode)))
+	cfg.PendingAction = PendingAction(or(string(cfg.PendingAction), string(def.PendingAction)))
+	cfg.AllowMultiple = AllowMultiple(or(string(cfg.AllowMultiple), string(def.AllowMultiple)))
+	cfg.BodyReadTimeout = dur(cfg.BodyReadTimeout, def.BodyReadTimeout)
+	cfg.PendingMaxTTL = dur(cfg.PendingMaxTTL, def.PendingMaxTTL)
+	cfg.RetryAfter = dur(cfg.RetryAfter, def.RetryAfter)
+	cfg.LookupTimeout = dur(cfg.LookupTimeout, def.LookupTimeout)
+	cfg.LockWait = dur(cfg.LockWait, def.LockWait)
+	cfg.LockTTL = dur(cfg.LockTTL, def.LockTTL)
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 1 << 20
+		cfg.MaxBodyBytes = def.MaxBodyBytes
 	}
 	if cfg.BodyBudgetBytes <= 0 {
-		cfg.BodyBudgetBytes = defaultBodyBudget
-	}
-	dur(&cfg.LookupTimeout, 5*time.Second)
-	dur(&cfg.LockWait, 10*time.Second)
-	dur(&cfg.LockTTL, 60*time.Second)
-	dur(&cfg.PendingMaxTTL, 10*time.Minute)
-	if cfg.RetryAfterSeconds <= 0 {
-		cfg.RetryAfterSeconds = 1
+		cfg.BodyBudgetBytes = def.BodyBudgetBytes
 	}
 	return cfg
 }
@@ -223,7 +202,7 @@ func (g *Guard) forwardThen(w http.ResponseWriter, out *http.Request, v *verdict
 // counts it, and logs it on its own line: at WARN for a check that could
 // not run (with its error), else at DEBUG.
 func (g *Guard) record(c *call, v *verdict) {
-	c.sc.Decision, c.sc.Reason, c.sc.Mode = v.decision, v.reason, g.mode
+	c.sc.Decision, c.sc.Reason, c.sc.Mode = v.decision, v.reason, string(g.mode)
 	g.decisionCounter(c.route, v.decision).Inc()
 	if v.size != "" {
 		c.sc.SandboxSize = v.size
@@ -237,7 +216,7 @@ func (g *Guard) record(c *call, v *verdict) {
 	if ce := c.sc.Check(level, "guard decision"); ce != nil {
 		fields := []zap.Field{
 			zap.String(logging.FieldRoute, c.route), zap.String(logging.FieldDecision, v.decision),
-			zap.String(logging.FieldReason, v.reason), zap.String(logging.FieldMode, g.mode),
+			zap.String(logging.FieldReason, v.reason), zap.String(logging.FieldMode, string(g.mode)),
 			zap.Duration(logging.FieldLookupDuration, c.lookup),
 		}
 		if v.size != "" {
@@ -257,7 +236,7 @@ func (g *Guard) decisionCounter(route, decision string) prometheus.Counter {
 	if c, ok := g.decisions.Load(k); ok {
 		return c.(prometheus.Counter)
 	}
-	c := g.m.Decisions.WithLabelValues(route, decision, g.mode)
+	c := g.m.Decisions.WithLabelValues(route, decision, string(g.mode))
 	g.decisions.Store(k, c)
 	return c
 }

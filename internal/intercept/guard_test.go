@@ -638,10 +638,10 @@ func TestFailures(t *testing.T) {
 		{"lock wait timeout", nil, []envOpt{withStore(heldStore{})}, intercept.ReasonLockTimeout, true, 1},
 	}
 	for _, tc := range tests {
-		for _, mode := range []string{"closed", "open"} {
-			t.Run(tc.name+"/"+mode, func(t *testing.T) {
+		for _, mode := range []intercept.FailureMode{"closed", "open"} {
+			t.Run(tc.name+"/"+string(mode), func(t *testing.T) {
 				e := newEnv(t, intercept.Config{FailureMode: mode, LookupTimeout: 50 * time.Millisecond,
-					LockWait: 50 * time.Millisecond, RetryAfterSeconds: 7}, tc.opts...)
+					LockWait: 50 * time.Millisecond, RetryAfter: 7 * time.Second}, tc.opts...)
 				if tc.setup != nil {
 					tc.setup(e)
 				}

@@ -154,20 +154,17 @@ type sandboxPolicy struct {
 	rules   SandboxRules
 	allowed []string // tiers the policy allows, smallest first
 	def     string   // GUARD_SANDBOX_DEFAULT_SIZE, "" for none
-	mode    string   // for the "sandbox will be recreated" line
+	mode    Mode   // for the "sandbox will be recreated" line
 }
 
 func newSandboxPolicy(cfg Config, tools *bodyTools) *sandboxPolicy {
-	p := &sandboxPolicy{tools: tools, mode: cfg.Mode, rules: SandboxRules{Max: SandboxSize(cfg.SandboxMaxSize)}}
-	for _, s := range cfg.SandboxAllowedSizes {
-		p.rules.Allowed = append(p.rules.Allowed, SandboxSize(s))
-	}
+	p := &sandboxPolicy{tools: tools, mode: cfg.Mode, rules: cfg.SandboxRules()}
 	for _, s := range p.rules.AllowedSizes() {
 		p.allowed = append(p.allowed, string(s))
 	}
-	// config.Validate refuses a default the policy does not allow; should one
+	// Config.Validate refuses a default the policy does not allow; should one
 	// get here anyway, no default beats inserting a tier we then refuse.
-	if p.rules.Allows(SandboxSize(cfg.SandboxDefaultSize)) {
+	if p.rules.Allows(cfg.SandboxDefaultSize) {
 		p.def = string(cfg.SandboxDefaultSize)
 	}
 	return p
@@ -252,7 +249,7 @@ func (p *sandboxPolicy) evaluate(c *call) verdict {
 		// Composio accepts it (shadow mode forwards even a refused one): say
 		// so, with the session id from the path.
 		v.statusOnly = true
-		v.follow = &recreated{sc: c.sc, route: route, path: c.r.URL.EscapedPath(), size: v.size, mode: p.mode}
+		v.follow = &recreated{sc: c.sc, route: route, path: c.r.URL.EscapedPath(), size: v.size, mode: string(p.mode)}
 	}
 	return v
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
-	"github.com/composio-guard/composio-guard/internal/config"
 	"github.com/composio-guard/composio-guard/internal/intercept"
 )
 
@@ -30,10 +29,10 @@ const (
 
 var allTiers = []string{"standard", "medium", "large", "xlarge"}
 
-func sizes(s ...config.SandboxSize) []config.SandboxSize { return s }
+func sizes(s ...intercept.SandboxSize) []intercept.SandboxSize { return s }
 
 // sandboxCfg is a policy for the table below.
-func sandboxCfg(maxSize config.SandboxSize, allowed []config.SandboxSize, def config.SandboxSize) intercept.Config {
+func sandboxCfg(maxSize intercept.SandboxSize, allowed []intercept.SandboxSize, def intercept.SandboxSize) intercept.Config {
 	return intercept.Config{MaxBodyBytes: 1024, SandboxMaxSize: maxSize, SandboxAllowedSizes: allowed, SandboxDefaultSize: def}
 }
 

@@ -1,5 +1,7 @@
 package intercept
 
+import "github.com/composio-guard/composio-guard/internal/settings"
+
 // SandboxSize is a Tool Router workbench tier.
 type SandboxSize string
 
@@ -26,6 +28,13 @@ func (s SandboxSize) Rank() int {
 
 // Valid reports whether s is one of the four tiers.
 func (s SandboxSize) Valid() bool { return s.Rank() > 0 }
+
+// UnmarshalText reads a tier case- and space-insensitively; Validate
+// refuses an unknown one.
+func (s *SandboxSize) UnmarshalText(b []byte) error {
+	*s = SandboxSize(settings.Fold(b))
+	return nil
+}
 
 // SandboxRules are the tier policy: a ceiling and an allowed set, each
 // empty for no restriction.

@@ -154,7 +154,7 @@ type sandboxPolicy struct {
 	rules   SandboxRules
 	allowed []string // tiers the policy allows, smallest first
 	def     string   // GUARD_SANDBOX_DEFAULT_SIZE, "" for none
-	mode    Mode   // for the "sandbox will be recreated" line
+	mode    Mode     // for the "sandbox will be recreated" line
 }
 
 func newSandboxPolicy(cfg Config, tools *bodyTools) *sandboxPolicy {

@@ -26,6 +26,9 @@ func (e *env) doRaw(t *testing.T, method, path string, body []byte, h http.Heade
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body == nil {
+		req.Body = http.NoBody
+	}
 	req.Header = h
 	if req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")

@@ -258,32 +258,15 @@ func (a answer) envelope(t *testing.T) map[string]any {
 
 func (e *env) do(t *testing.T, method, path string, body []byte, hdr ...string) answer {
 	t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body == nil {
-		req.Body = http.NoBody
-	}
-	req.Header.Set("x-api-key", apiKey)
-	req.Header.Set("Content-Type", "application/json")
+	h := http.Header{"X-Api-Key": {apiKey}, "Content-Type": {"application/json"}}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		if hdr[i+1] == "" {
-			req.Header.Del(hdr[i])
+			h.Del(hdr[i])
 			continue
 		}
-		req.Header.Set(hdr[i], hdr[i+1])
+		h.Set(hdr[i], hdr[i+1])
 	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{res.StatusCode, res.Header, b}
+	return e.doRaw(t, method, path, body, h)
 }
 
 func (e *env) link(t *testing.T, user, ac string, hdr ...string) answer {

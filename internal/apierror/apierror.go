@@ -25,6 +25,7 @@ const (
 	SlugSandboxForbidden = "ToolRouter_SandboxSizeNotAllowed"
 	SlugInternal         = "ComposioGuard_InternalError"
 	SlugCheckNotPossible = "ComposioGuard_CheckNotPossible"
+	SlugMaxAccounts      = "ConnectedAccount_MaxAccountsPerToolkitReached"
 	SlugProxyBusy        = "ComposioGuard_ProxyBusy" // GUARD_BODY_BUDGET_BYTES is used up by other requests' bodies
 
 	CodeMultipleAccounts = 690
@@ -35,6 +36,7 @@ const (
 	CodeUpstream         = 695
 	CodeSandbox          = 696
 	CodeCheckNotPossible = 697
+	CodeMaxAccounts      = 689
 	CodeProxyBusy        = 698
 	CodeInternal         = 699
 )

@@ -80,7 +80,11 @@ func New(cfg config.Config, o Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	guard := intercept.NewGuard(cfg.GuardConfig(), lister, store, proxy, m)
+	// A session link's lookup reads the session first; it is counted as a
+	// lookup (the same list of Composio calls the guard adds).
+	sessions := upstream.NewSessionClient(target, upstream.Instrument(rt, upstream.OpLookup, m),
+		cfg.Guard.SessionCacheTTL, cfg.Lookup.Timeout, "composio-guard/"+version(o.Version))
+	guard := intercept.NewGuard(cfg.GuardConfig(), lister, store, proxy, m, intercept.WithSessions(sessions))
 	srv := server.New(server.Options{
 		Settings: cfg.Server,
 		Logger:   log,

@@ -169,7 +169,8 @@ func (f *Fake) handleSessionGet(w http.ResponseWriter, r *http.Request, project,
 }
 
 // handleSessionLink is session.authorize(toolkit): a link for the session's
-// user on an auth config named after the toolkit.
+// user on the auth config the session pins for the toolkit, or one named
+// after the toolkit.
 func (f *Fake) handleSessionLink(w http.ResponseWriter, r *http.Request, project, id string, body []byte) {
 	m, ok := decodeObject(w, r, body)
 	if !ok {
@@ -190,8 +191,16 @@ func (f *Fake) handleSessionLink(w http.ResponseWriter, r *http.Request, project
 	}
 	token := newID("lt_")
 	redirect := "https://connect.fake-composio.test/link/" + token
+	// The session's pinned auth config for the toolkit, else a default one
+	// named after it (Composio's managed default).
+	ac := "ac_" + toolkit
+	if pinned, _ := objectMember(s.config, "auth_configs"); pinned != nil {
+		if id, ok := stringMember(pinned, toolkit); ok && id != "" {
+			ac = id
+		}
+	}
 	a := f.addLocked(Account{
-		Credential: project, UserID: s.UserID, AuthConfigID: "ac_" + toolkit, Toolkit: toolkit,
+		Credential: project, UserID: s.UserID, AuthConfigID: ac, Toolkit: toolkit,
 		CallbackURL: cb, RedirectURL: redirect,
 	}, StatusInitiated)
 	f.mu.Unlock()

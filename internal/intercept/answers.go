@@ -31,10 +31,19 @@ func (br *badRequest) answer() answer {
 
 const optInFix = "send the header " + apierror.HeaderAllowMultiple + ": true to create another one"
 
+// on names what the accounts are on: the auth config, or for a session link
+// on Composio's default auth config, the toolkit.
+func on(in guarded) string {
+	if in.AuthConfigID == "" && in.Toolkit != "" {
+		return fmt.Sprintf("toolkit %q", in.Toolkit)
+	}
+	return fmt.Sprintf("auth config %q", in.AuthConfigID)
+}
+
 // answerDuplicate: the user already has an ACTIVE account on the auth config.
 func answerDuplicate(in guarded, active []string) answer {
 	return answer{apierror.Error{
-		Message: fmt.Sprintf("User %q already has an ACTIVE connected account on auth config %q.", in.UserID, in.AuthConfigID),
+		Message: fmt.Sprintf("User %q already has an ACTIVE connected account on %s.", in.UserID, on(in)),
 		Code:    apierror.CodeMultipleAccounts, Slug: apierror.SlugMultipleAccounts, Status: http.StatusConflict,
 		SuggestedFix:       "Use the existing connected account, or, to create another one on purpose, " + optInFix + ".",
 		ExistingAccountIDs: active, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
@@ -44,8 +53,8 @@ func answerDuplicate(in guarded, active []string) answer {
 // answerPending: a link for the user on the auth config is still pending.
 func answerPending(in guarded, accountID string) answer {
 	return answer{apierror.Error{
-		Message: fmt.Sprintf("A connection link for user %q on auth config %q is still pending: connected account %s is INITIATED.",
-			in.UserID, in.AuthConfigID, accountID),
+		Message: fmt.Sprintf("A connection link for user %q on %s is still pending: connected account %s is INITIATED.",
+			in.UserID, on(in), accountID),
 		Code: apierror.CodeLinkPending, Slug: apierror.SlugLinkPending, Status: http.StatusConflict,
 		SuggestedFix:       "Let the user finish the pending link (or wait until it expires), or " + optInFix + ".",
 		ExistingAccountIDs: []string{accountID}, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
@@ -60,8 +69,8 @@ func answerOutcomeUnknown(in guarded, initiated []upstream.Account) answer {
 		ids = append(ids, a.ID)
 	}
 	return answer{apierror.Error{
-		Message: fmt.Sprintf("An earlier link for user %q on auth config %q may have been created but its answer was lost, and an INITIATED connected account exists.",
-			in.UserID, in.AuthConfigID),
+		Message: fmt.Sprintf("An earlier link for user %q on %s may have been created but its answer was lost, and an INITIATED connected account exists.",
+			in.UserID, on(in)),
 		Code: apierror.CodeLinkPending, Slug: apierror.SlugLinkPending, Status: http.StatusConflict,
 		SuggestedFix:       "List the user's INITIATED connected accounts and use that link, wait until it expires, or " + optInFix + ".",
 		ExistingAccountIDs: ids, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
@@ -75,8 +84,8 @@ func answerUnverifiable(in guarded, reason string) answer {
 	fix := "Check the user_id and auth_config_id: the proxy asks Composio for that user's accounts with them."
 	switch reason {
 	case ReasonTooManyAccounts:
-		msg = fmt.Sprintf("User %q has more connected accounts on auth config %q than the duplicate-connection check reads, so the request was not sent.",
-			in.UserID, in.AuthConfigID)
+		msg = fmt.Sprintf("User %q has more connected accounts on %s than the duplicate-connection check reads, so the request was not sent.",
+			in.UserID, on(in))
 		fix = "Remove the user's stale INITIATED or unused accounts, or " + optInFix + "."
 	case ReasonUnknownItem:
 		msg = "Composio listed a connected account the duplicate-connection check cannot read, so the request was not sent."
@@ -85,6 +94,28 @@ func answerUnverifiable(in guarded, reason string) answer {
 	return answer{apierror.Error{
 		Message: msg, Code: apierror.CodeCheckNotPossible, Slug: apierror.SlugCheckNotPossible, Status: http.StatusUnprocessableEntity,
 		SuggestedFix: fix, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
+	}, apierror.Options{NoRetry: true}}
+}
+
+// answerMaxAccounts: a session with multi-account on is at its cap of
+// ACTIVE accounts for the toolkit.
+func answerMaxAccounts(in guarded, active []string, maxAccounts int) answer {
+	return answer{apierror.Error{
+		Message: fmt.Sprintf("User %q already has %d ACTIVE connected accounts on %s, the session's max_accounts_per_toolkit (%d).",
+			in.UserID, len(active), on(in), maxAccounts),
+		Code: apierror.CodeMaxAccounts, Slug: apierror.SlugMaxAccounts, Status: http.StatusConflict,
+		SuggestedFix:       "Use one of the existing accounts, raise multi_account.max_accounts_per_toolkit on the session, or " + optInFix + ".",
+		ExistingAccountIDs: active, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
+	}, apierror.Options{NoRetry: true}}
+}
+
+// answerSessionUnreadable: the session names no user, so whose account a
+// link would create is unknown.
+func answerSessionUnreadable(id string) answer {
+	return answer{apierror.Error{
+		Message: fmt.Sprintf("The Tool Router session %q names no user, so the duplicate-connection check cannot run; the request was not sent.", id),
+		Code:    apierror.CodeCheckNotPossible, Slug: apierror.SlugCheckNotPossible, Status: http.StatusUnprocessableEntity,
+		SuggestedFix: "Create the session with a user id.",
 	}, apierror.Options{NoRetry: true}}
 }
 

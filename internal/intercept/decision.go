@@ -52,9 +52,17 @@ const (
 	ReasonLookupRejected  = "lookup_rejected_query" // Composio answered the lookup with a 4xx other than 401/403/429
 	ReasonTooManyAccounts = "lookup_too_many_pages"
 	ReasonUnknownItem     = "lookup_unknown_item"
-	ReasonOutcomeUnknown  = "earlier_outcome_unknown" // an earlier link's answer was lost and an INITIATED account exists
-	ReasonLookupStatus    = "lookup_status"
-	ReasonModeOff         = "mode_off"
+	ReasonSessionNoUser   = "session_without_user" // a Tool Router session that names no user
+
+	// rejected_duplicate on a session link with multi-account on
+	ReasonMaxAccounts = "max_accounts_per_toolkit"
+
+	// lookup_refused, failed_*: the Tool Router session could not be read
+	ReasonSessionStatus  = "session_status" // Composio's 401/403/404/429 to the session read, handed back
+	ReasonSessionError   = "session_error"
+	ReasonOutcomeUnknown = "earlier_outcome_unknown" // an earlier link's answer was lost and an INITIATED account exists
+	ReasonLookupStatus   = "lookup_status"
+	ReasonModeOff        = "mode_off"
 
 	// failed_open / failed_closed
 	ReasonLookupTimeout = "lookup_timeout"

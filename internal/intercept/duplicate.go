@@ -19,6 +19,7 @@ import (
 	"github.com/composio-guard/composio-guard/internal/apierror"
 	"github.com/composio-guard/composio-guard/internal/lock"
 	"github.com/composio-guard/composio-guard/internal/metrics"
+	"github.com/composio-guard/composio-guard/internal/reqscope"
 	"github.com/composio-guard/composio-guard/internal/upstream"
 )
 
@@ -30,6 +31,7 @@ import (
 type duplicatePolicy struct {
 	tools         *bodyTools
 	lister        Lister
+	sessions      SessionReader // nil: a session link cannot be checked (failure mode)
 	store         lock.Store
 	m             *metrics.Metrics
 	allowMultiple bool // the opt-in is honoured (GUARD_ALLOW_MULTIPLE=flag)
@@ -80,6 +82,8 @@ type linkCall struct {
 	query      string // the raw query without it
 	begin      time.Time
 	digest     string // of the members that shape the create (see requestDigest); "" until needed
+	maxActive  int    // ACTIVE accounts allowed before a refusal: 1, or a session's max_accounts_per_toolkit
+	multi      bool   // the session has multi-account on
 
 	// What the verdict holds until the request is answered.
 	p      *duplicatePolicy
@@ -130,7 +134,13 @@ func (p *duplicatePolicy) evaluate(c *call) verdict {
 	if optIn && p.allowMultiple {
 		return verdict{decision: DecisionAllowedMultiple, reason: ReasonOptIn, fwd: lc}
 	}
-	if _, ok := p.multi[lc.in.AuthConfigID]; ok {
+	lc.maxActive = 1
+	if c.route == reqscope.RouteSessionLink {
+		if v, ok := p.resolveSession(lc); !ok {
+			return v
+		}
+	}
+	if _, ok := p.multi[lc.in.AuthConfigID]; ok && lc.in.AuthConfigID != "" {
 		return verdict{decision: DecisionAllowedMultiple, reason: ReasonMultipleAllowed, fwd: lc}
 	}
 	return p.check(lc)
@@ -143,10 +153,16 @@ func (p *duplicatePolicy) check(c *linkCall) verdict {
 	ctx := c.r.Context()
 	c.begin = time.Now()
 	in := c.in
-	// One key for every create of (auth config, user, account type): link
-	// and legacy create, any credential, any API version. The account type
-	// is the one the request carries, so it is the one forwarded.
-	c.key = lock.Key(in.AuthConfigID, in.UserID, in.AccountType)
+	// One key for every create of (auth config, user, account type): link,
+	// legacy create and a session link on a pinned auth config, any
+	// credential, any API version. The account type is the one the request
+	// carries, so it is the one forwarded. A session link on Composio's
+	// default auth config is keyed by its toolkit.
+	on := in.AuthConfigID
+	if on == "" {
+		on = "toolkit:" + in.Toolkit
+	}
+	c.key = lock.Key(on, in.UserID, in.AccountType)
 
 	unlock, err := p.lock(ctx, c.key)
 	p.lockWaitObs.Observe(time.Since(c.begin).Seconds())
@@ -189,8 +205,11 @@ func (p *duplicatePolicy) decide(c *linkCall) verdict {
 		AuthConfigID: in.AuthConfigID,
 		Statuses:     lookupStatuses,
 		Header:       c.id.lookup,
+		ToolkitSlug:  in.Toolkit,
 		Tenant:       c.id.owner,
-		StopAtActive: true, // one ACTIVE account decides: no need to read further
+		// One ACTIVE account decides: no need to read further (a session
+		// with multi-account on needs the count).
+		StopAtActive: c.maxActive <= 1,
 	}
 	if in.AccountType == accountShared {
 		q.AccountType = accountShared
@@ -249,9 +268,12 @@ func (p *duplicatePolicy) decide(c *linkCall) verdict {
 		return v
 	}
 
-	if len(active) > 0 {
+	if len(active) >= max(c.maxActive, 1) {
 		// A lease of the key is stale now; it expires by itself, so the
 		// 409 costs no call to the store.
+		if c.multi {
+			return refusal(DecisionRejectedDuplicate, ReasonMaxAccounts, answerMaxAccounts(in, active, c.maxActive))
+		}
 		return refusal(DecisionRejectedDuplicate, ReasonActiveAccount, answerDuplicate(in, active))
 	}
 	leasesOn := p.pending != PendingOff
@@ -309,6 +331,41 @@ func (p *duplicatePolicy) decide(c *linkCall) verdict {
 	}
 	return forwarded(reason)
 }
+
+// resolveSession reads whose account a session link creates: the session's
+// user, the auth config it pins for the toolkit ("" for Composio's
+// default), and how many ACTIVE accounts per toolkit it allows. ok is false
+// with the verdict to answer when it cannot be read.
+func (p *duplicatePolicy) resolveSession(c *linkCall) (verdict, bool) {
+	id := pathSessionID(c.r.URL.EscapedPath())
+	if len(id) > MaxIDBytes || hasControl(id) || !validText(id) {
+		br := bad(ReasonBadMember, "the session id in the path must be at most %d bytes of text", MaxIDBytes)
+		return invalid(br), false
+	}
+	if p.sessions == nil {
+		return p.failed(c, ReasonSessionError, errNoSessions), false
+	}
+	s, err := p.sessions.Session(c.r.Context(), c.prefix, id, c.id.owner, c.id.lookup)
+	if err != nil {
+		if se, ok := errors.AsType[*upstream.StatusError](err); ok {
+			return verdict{decision: DecisionLookupRefused, reason: ReasonSessionStatus, passBack: se, fwd: c}, false
+		}
+		return p.failed(c, ReasonSessionError, err), false
+	}
+	if s.UserID == "" {
+		v := refused(DecisionRejectedUnverifiable, ReasonSessionNoUser, answerSessionUnreadable(id))
+		v.fwd = c
+		return v, false
+	}
+	c.in.UserID = s.UserID
+	c.in.AuthConfigID = s.AuthConfigs[c.in.Toolkit]
+	if s.MultiAccount {
+		c.multi, c.maxActive = true, s.MaxAccounts
+	}
+	return verdict{}, true
+}
+
+var errNoSessions = errors.New("no session reader: a session link cannot be checked")
 
 // failed is the verdict of a check that could not run.
 func (p *duplicatePolicy) failed(c *linkCall, reason string, err error) verdict {

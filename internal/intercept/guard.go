@@ -30,23 +30,40 @@ type Lister interface {
 	List(ctx context.Context, q upstream.ListQuery) (upstream.ListResult, error)
 }
 
+// SessionReader reads a Tool Router session with the caller's credential
+// (upstream.SessionClient), and forgets one a PATCH may have changed.
+type SessionReader interface {
+	Session(ctx context.Context, prefix, id, tenant string, h http.Header) (upstream.Session, error)
+	Invalidate(id string)
+}
+
+// Option adds what only some guards have.
+type Option func(*Guard)
+
+// WithSessions lets the guard check a Tool Router session's links: it reads
+// whose account a link creates from the session.
+func WithSessions(s SessionReader) Option {
+	return func(g *Guard) { g.links.sessions, g.sessionReader = s, s }
+}
+
 // Guard routes the guarded requests to their policies and answers them.
 type Guard struct {
-	mode       Mode
-	failOpen   bool
-	retryAfter int
-	forward    http.Handler
-	m          *metrics.Metrics
-	links      *duplicatePolicy
-	sessions   *sandboxPolicy
-	decisions  sync.Map // decisionKey -> prometheus.Counter
+	mode          Mode
+	failOpen      bool
+	retryAfter    int
+	forward       http.Handler
+	m             *metrics.Metrics
+	links         *duplicatePolicy
+	sessions      *sandboxPolicy
+	sessionReader SessionReader // nil without WithSessions
+	decisions     sync.Map      // decisionKey -> prometheus.Counter
 }
 
 type decisionKey struct{ route, decision string }
 
 // NewGuard builds the guard. forward sends a request to Composio (the one
 // ReverseProxy); m may be nil in tests that do not read metrics.
-func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler, m *metrics.Metrics) *Guard {
+func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler, m *metrics.Metrics, opts ...Option) *Guard {
 	cfg = withDefaults(cfg)
 	if m == nil {
 		m = metrics.New(metrics.Build{})
@@ -54,12 +71,16 @@ func NewGuard(cfg Config, lister Lister, store lock.Store, forward http.Handler,
 	// Shadow mode forwards even a body it refuses, so the body tools keep
 	// what they did not read for it.
 	tools := newBodyTools(cfg, cfg.Mode == ModeShadow)
-	return &Guard{
+	g := &Guard{
 		mode: cfg.Mode, failOpen: cfg.FailureMode == FailOpen, retryAfter: cfg.RetryAfterSeconds(),
 		forward: forward, m: m,
 		links:    newDuplicatePolicy(cfg, tools, lister, store, m),
 		sessions: newSandboxPolicy(cfg, tools),
 	}
+	for _, o := range opts {
+		o(g)
+	}
+	return g
 }
 
 // withDefaults fills in what a Config leaves zero from DefaultConfig, the
@@ -120,9 +141,18 @@ func (g *Guard) dispatch(w http.ResponseWriter, r *http.Request, passthrough htt
 	sc.Route = route
 	var p policy
 	switch route {
-	case reqscope.RouteLink, reqscope.RouteCreate:
+	case reqscope.RouteLink, reqscope.RouteCreate, reqscope.RouteSessionLink:
 		p = g.links
-	case reqscope.RouteSessionCreate, reqscope.RouteSessionUpdate:
+	case reqscope.RouteSessionUpdate:
+		// A PATCH may change whose accounts the session's links create:
+		// its cached config is forgotten before and after it.
+		if g.sessionReader != nil {
+			id := pathSessionID(r.URL.EscapedPath())
+			g.sessionReader.Invalidate(id)
+			defer g.sessionReader.Invalidate(id)
+		}
+		p = g.sessions
+	case reqscope.RouteSessionCreate:
 		p = g.sessions
 	default:
 		if !disguised(r) {

@@ -407,7 +407,7 @@ func TestCanonicalPaths(t *testing.T) {
 		{"POST", "/api/v2/connected_accounts/link", false},
 		{"POST", "/api/v31/connected_accounts/link", false},
 		{"POST", "/api/v3/connected_accounts/link/extra", false},
-		{"POST", "/api/v3/tool_router/session/s1/link", false},
+		{"POST", "/api/v3/tool_router/session/s1/execute", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {

@@ -21,7 +21,8 @@ const (
 // guarded is what the guard reads from a guarded create's body.
 type guarded struct {
 	UserID       string
-	AuthConfigID string
+	AuthConfigID string // "" for a session link on Composio's default auth config
+	Toolkit      string // a session link's toolkit, lower case
 	AccountType  string // PRIVATE or SHARED
 
 	optIn bool // the caller opted in (header, query or body member)
@@ -64,11 +65,12 @@ type field struct {
 }
 
 var (
-	linkFields   = []field{{"user_id", "user_id"}, {"auth_config_id", "auth_config_id"}, {"experimental", "experimental"}, {flagMember, flagMember}}
-	createFields = []field{{"auth_config", "auth_config"}, {"connection", "connection"}, {flagMember, flagMember}}
-	expFields    = []field{{"account_type", "experimental.account_type"}}
-	acFields     = []field{{"id", "auth_config.id"}}
-	connFields   = []field{{"user_id", "connection.user_id"}}
+	linkFields        = []field{{"user_id", "user_id"}, {"auth_config_id", "auth_config_id"}, {"experimental", "experimental"}, {flagMember, flagMember}}
+	createFields      = []field{{"auth_config", "auth_config"}, {"connection", "connection"}, {flagMember, flagMember}}
+	expFields         = []field{{"account_type", "experimental.account_type"}}
+	acFields          = []field{{"id", "auth_config.id"}}
+	connFields        = []field{{"user_id", "connection.user_id"}}
+	sessionLinkFields = []field{{"toolkit", "toolkit"}, {"experimental", "experimental"}, {flagMember, flagMember}}
 )
 
 // members finds the listed fields among the members of the object at
@@ -106,10 +108,59 @@ func parseBody(route string, b []byte) (guarded, *badRequest) {
 	if !validJSON(b) {
 		return guarded{}, bad(ReasonNotJSON, "the body is not valid JSON")
 	}
-	if route == reqscope.RouteCreate {
+	switch route {
+	case reqscope.RouteCreate:
 		return parseCreate(b)
+	case reqscope.RouteSessionLink:
+		return parseSessionLink(b)
 	}
 	return parseLink(b)
+}
+
+// parseSessionLink reads a Tool Router session link body: the toolkit (in
+// lower case), the account type and the opt-in. The user and the auth
+// config are the session's.
+func parseSessionLink(b []byte) (g guarded, br *badRequest) {
+	var found [3]member
+	var seen [3]bool
+	if br = members(b, 0, sessionLinkFields, found[:], seen[:]); br != nil {
+		return g, br
+	}
+	tk, br := idMember(b, found[0], seen[0], sessionLinkFields[0].path)
+	if br != nil {
+		return g, br
+	}
+	g.Toolkit = strings.ToLower(tk)
+	if g.AccountType, br = accountType(b, found[1], seen[1]); br != nil {
+		return g, br
+	}
+	return g, flag(b, found[2], seen[2], &g)
+}
+
+// accountType reads experimental.account_type (PRIVATE when absent).
+func accountType(b []byte, exp member, seen bool) (string, *badRequest) {
+	if !seen {
+		return accountPrivate, nil
+	}
+	switch v := exp.value(b); v[0] {
+	case 'n': // null: no experimental options
+		return accountPrivate, nil
+	case '{':
+		var ef [1]member
+		var es [1]bool
+		if br := members(b, exp.valStart, expFields, ef[:], es[:]); br != nil {
+			return "", br
+		}
+		if es[0] && ef[0].value(b)[0] != 'n' {
+			s, ok := decodeString(ef[0].value(b))
+			if !ok || (s != accountPrivate && s != accountShared) {
+				return "", bad(ReasonBadAccountType, "experimental.account_type must be %q or %q", accountPrivate, accountShared)
+			}
+			return s, nil
+		}
+		return accountPrivate, nil
+	}
+	return "", bad(ReasonBadMember, "experimental must be an object")
 }
 
 func parseLink(b []byte) (g guarded, br *badRequest) {
@@ -124,26 +175,8 @@ func parseLink(b []byte) (g guarded, br *badRequest) {
 	if g.AuthConfigID, br = idMember(b, found[1], seen[1], linkFields[1].path); br != nil {
 		return g, br
 	}
-	g.AccountType = accountPrivate
-	if seen[2] {
-		switch v := found[2].value(b); v[0] {
-		case 'n': // null: no experimental options
-		case '{':
-			var ef [1]member
-			var es [1]bool
-			if br = members(b, found[2].valStart, expFields, ef[:], es[:]); br != nil {
-				return g, br
-			}
-			if es[0] && ef[0].value(b)[0] != 'n' {
-				s, ok := decodeString(ef[0].value(b))
-				if !ok || (s != accountPrivate && s != accountShared) {
-					return g, bad(ReasonBadAccountType, "experimental.account_type must be %q or %q", accountPrivate, accountShared)
-				}
-				g.AccountType = s
-			}
-		default:
-			return g, bad(ReasonBadMember, "experimental must be an object")
-		}
+	if g.AccountType, br = accountType(b, found[2], seen[2]); br != nil {
+		return g, br
 	}
 	return g, flag(b, found[3], seen[3], &g)
 }
@@ -274,7 +307,7 @@ func stripFlag(b []byte, m member) []byte {
 
 // createAnswer reads the new account's id from a create's answer: a link's
 // connected_account_id (and its expires_at), a legacy create's id.
-func createAnswer(route string, b []byte) (accountID string, expires time.Time) {
+func createAnswer(route string, b []byte) (accountID string, expires time.Time) { // a session link's answer has no expires_at
 	idMember := "connected_account_id"
 	if route == reqscope.RouteCreate {
 		idMember = "id"

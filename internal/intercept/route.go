@@ -109,6 +109,8 @@ func Classify(method, escapedPath string) (route, apiPrefix string) {
 			return reqscope.RouteSessionCreate, prefix
 		case method == http.MethodPatch && id != "" && more == "":
 			return reqscope.RouteSessionUpdate, prefix
+		case method == http.MethodPost && id != "" && strings.EqualFold(more, "link"):
+			return reqscope.RouteSessionLink, prefix
 		}
 	}
 	return reqscope.RoutePassthrough, ""

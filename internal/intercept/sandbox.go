@@ -294,8 +294,17 @@ func withBody(r *http.Request, body captured, plain []byte) (*http.Request, erro
 const maxLoggedID = 128
 
 // sessionID is the {id} of …/tool_router/session/{id}, decoded, "" when the
-// path has none.
+// path has none; cut to maxLoggedID for a log line.
 func sessionID(escapedPath string) string {
+	id := pathSessionID(escapedPath)
+	if len(id) > maxLoggedID {
+		id = id[:maxLoggedID]
+	}
+	return id
+}
+
+// pathSessionID is the whole {id} of …/tool_router/session/{id}[/…].
+func pathSessionID(escapedPath string) string {
 	p, ok := canonicalPath(escapedPath)
 	if !ok {
 		return ""
@@ -307,8 +316,5 @@ func sessionID(escapedPath string) string {
 	_, rest = cut(rest) // tool_router
 	_, rest = cut(rest) // session
 	id, _ := cut(rest)
-	if len(id) > maxLoggedID {
-		id = id[:maxLoggedID]
-	}
 	return id
 }

@@ -23,6 +23,9 @@ type Config struct {
 	AllowMultiple       AllowMultiple `env:"ALLOW_MULTIPLE" envDefault:"flag"`
 	MultipleAuthConfigs []string      `env:"MULTIPLE_AUTH_CONFIGS" envSeparator:","`
 	RetryAfter          time.Duration `env:"RETRY_AFTER" envDefault:"1s"`
+	// How long a Tool Router session's config (whose account its links
+	// create) is kept; a PATCH of the session through the proxy forgets it.
+	SessionCacheTTL time.Duration `env:"SESSION_CACHE_TTL" envDefault:"60s"`
 
 	// Tool Router sandbox tier policy; empty means no restriction.
 	SandboxMaxSize      SandboxSize   `env:"SANDBOX_MAX_SIZE"`
@@ -152,6 +155,7 @@ func (g Config) Validate() error {
 		}
 	}
 	p.Positive("RETRY_AFTER", g.RetryAfter)
+	p.Positive("SESSION_CACHE_TTL", g.SessionCacheTTL)
 	g.validateSandbox(&p)
 	return p.Err()
 }

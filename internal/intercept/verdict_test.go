@@ -99,3 +99,61 @@ func TestDuplicateVerdicts(t *testing.T) {
 		})
 	}
 }
+
+// sessionsFunc answers the session read from a function.
+type sessionsFunc func(id string) (upstream.Session, error)
+
+func (f sessionsFunc) Session(_ context.Context, _, id, _ string, _ http.Header) (upstream.Session, error) {
+	return f(id)
+}
+func (sessionsFunc) Invalidate(string) {}
+
+// The session link's verdicts: whose account is the session's, and a
+// session that cannot be read never lets a link through unchecked.
+func TestSessionLinkVerdicts(t *testing.T) {
+	const path = "/api/v3.1/tool_router/session/trs_1/link"
+	session := func(s upstream.Session, err error) sessionsFunc {
+		return func(string) (upstream.Session, error) { return s, err }
+	}
+	user := upstream.Session{UserID: "u", AuthConfigs: map[string]string{}}
+	multi := upstream.Session{UserID: "u", MultiAccount: true, MaxAccounts: 2}
+	active := func(id string) upstream.Account {
+		return upstream.Account{ID: id, Status: "ACTIVE", UserID: "u", Toolkit: "github"}
+	}
+	for _, tc := range []struct {
+		name     string
+		sessions SessionReader
+		lister   Lister
+		decision string
+		reason   string
+		status   int
+		failed   bool
+	}{
+		{"nothing there", session(user, nil), accounts(), DecisionAllowed, ReasonNoAccount, 0, false},
+		{"active on the toolkit", session(user, nil), accounts(active("ca_1")), DecisionRejectedDuplicate, ReasonActiveAccount, http.StatusConflict, false},
+		{"another toolkit's account", session(user, nil), accounts(upstream.Account{ID: "ca", Status: "ACTIVE", Toolkit: "gmail"}),
+			DecisionAllowed, ReasonNoAccount, 0, false},
+		{"multi-account below the cap", session(multi, nil), accounts(active("ca_1")), DecisionAllowed, ReasonNoAccount, 0, false},
+		{"multi-account at the cap", session(multi, nil), accounts(active("ca_1"), active("ca_2")), DecisionRejectedDuplicate, ReasonMaxAccounts, http.StatusConflict, false},
+		{"session unreadable", session(upstream.Session{}, errors.New("connection refused")), accounts(), "", ReasonSessionError, 0, true},
+		{"session without a user", session(upstream.Session{}, nil), accounts(), DecisionRejectedUnverifiable, ReasonSessionNoUser, http.StatusUnprocessableEntity, false},
+		{"no session reader", nil, accounts(), "", ReasonSessionError, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := withDefaults(Config{})
+			p := newDuplicatePolicy(cfg, newBodyTools(cfg, false), tc.lister, lock.NewMemory(), metrics.New(metrics.Build{}))
+			p.sessions = tc.sessions
+			r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{"toolkit":"GitHub"}`))
+			r.Header.Set("X-Api-Key", "k")
+			c := &call{w: httptest.NewRecorder(), r: r, sc: &reqscope.Scope{RequestID: "rid"}, route: reqscope.RouteSessionLink, prefix: "/api/v3.1"}
+			v := p.evaluate(c)
+			if v.hold != nil {
+				v.hold.release()
+			}
+			if v.decision != tc.decision || v.reason != tc.reason || v.refusal.err.Status != tc.status || v.failed != tc.failed {
+				t.Fatalf("verdict %s/%s status %d failed %v, want %s/%s %d %v",
+					v.decision, v.reason, v.refusal.err.Status, v.failed, tc.decision, tc.reason, tc.status, tc.failed)
+			}
+		})
+	}
+}

@@ -21,6 +21,7 @@ const (
 	RouteCreate        = "create"
 	RouteSessionCreate = "session_create"
 	RouteSessionUpdate = "session_update"
+	RouteSessionLink   = "session_link" // a Tool Router session's authorize(toolkit)
 )
 
 // Scope is what one request carries through the chain. Fields other than the

@@ -19,7 +19,7 @@ var benchPage = []byte(`{"items":[{"id":"ca_1","status":"ACTIVE","user_id":"user
 func TestListPageAllocBudget(t *testing.T) {
 	known := []string{StatusActive, StatusInitiated, "user_1", "ac_1"}
 	res := ListResult{Items: make([]Account, 0, 4)}
-	if _, err := decodePage(bytes.NewReader(benchPage), &res, known...); err != nil || len(res.Items) != 1 || res.Items[0].ID != "ca_1" ||
+	if _, err := decodePage(bytes.NewReader(benchPage), &res, false, known...); err != nil || len(res.Items) != 1 || res.Items[0].ID != "ca_1" ||
 		!res.Items[0].CreatedAt.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("decoded %+v, %v", res.Items, err)
 	}
@@ -30,7 +30,7 @@ func TestListPageAllocBudget(t *testing.T) {
 	n := testing.AllocsPerRun(500, func() {
 		r.Reset(benchPage)
 		res.Items = res.Items[:0]
-		_, _ = decodePage(r, &res, known...)
+		_, _ = decodePage(r, &res, false, known...)
 	})
 	t.Logf("list page: %.0f allocations (budget %d)", n, listPageBudget)
 	if n > listPageBudget {
@@ -47,7 +47,7 @@ func BenchmarkDecodePage(b *testing.B) {
 	for b.Loop() {
 		r.Reset(benchPage)
 		res.Items = res.Items[:0]
-		if _, err := decodePage(r, &res, known...); err != nil {
+		if _, err := decodePage(r, &res, false, known...); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -34,7 +34,7 @@ func FuzzDecodePage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body string) {
 		var res ListResult
-		next, err := decodePage(strings.NewReader(body), &res)
+		next, err := decodePage(strings.NewReader(body), &res, false)
 		if err != nil {
 			if errors.Is(err, ErrBadAnswer) == errors.Is(err, ErrUnknownItem) {
 				t.Fatalf("error %v is not exactly one of ErrBadAnswer and ErrUnknownItem", err)
@@ -103,7 +103,7 @@ func FuzzListParserMatches(f *testing.F) {
 			return
 		}
 		var res ListResult
-		next, err := decodePage(strings.NewReader(body), &res, StatusActive, StatusInitiated, "u", "ac")
+		next, err := decodePage(strings.NewReader(body), &res, false, StatusActive, StatusInitiated, "u", "ac")
 		if (err != nil) != (wantErr != nil) || errors.Is(err, ErrUnknownItem) != (wantErr == errRefUnknownItem) {
 			t.Fatalf("parser error %v, encoding/json error %v", err, wantErr)
 		}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -183,5 +186,39 @@ func TestListStopAtActiveOnlyOnMatch(t *testing.T) {
 	res, err = e2.c.List(context.Background(), q)
 	if err != nil || res.Partial || len(res.Items) != 1 {
 		t.Errorf("one page: %+v, %v", res, err)
+	}
+}
+
+// A query by toolkit reads toolkit.slug, and an item of another toolkit
+// contradicts it; a query by auth config does not pay for the slug.
+func TestListByToolkit(t *testing.T) {
+	body := `{"items":[` +
+		`{"id":"ca_1","status":"ACTIVE","user_id":"u","auth_config":{"id":"ac_gh"},"toolkit":{"slug":"github"}},` +
+		`{"id":"ca_2","status":"ACTIVE","user_id":"u","auth_config":{"id":"ac_gm"},"toolkit":{"slug":"gmail"}}` +
+		`],"next_cursor":null}`
+	var raw string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw = r.URL.RawQuery
+		_, _ = io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	c := upstream.NewListClient(u, http.DefaultTransport, upstream.LookupSettings{}, upstream.ListOptions{})
+	q := upstream.ListQuery{APIPrefix: "/api/v3.1", UserID: "u", ToolkitSlug: "github", Statuses: []string{"ACTIVE"}}
+	res, err := c.List(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw != "statuses=ACTIVE&toolkit_slugs=github&user_ids=u" {
+		t.Fatalf("query %q", raw)
+	}
+	var matched []string
+	for _, a := range res.Items {
+		if a.Matches(q) {
+			matched = append(matched, a.ID)
+		}
+	}
+	if fmt.Sprint(matched) != "[ca_1]" || res.Items[0].Toolkit != "github" {
+		t.Fatalf("items %+v, matched %v", res.Items, matched)
 	}
 }

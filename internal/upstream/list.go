@@ -202,9 +202,9 @@ func classify(parent context.Context, err error) (string, outcome) {
 var errAnswered = errors.New("answered")
 
 func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) {
-	if !strings.HasPrefix(q.APIPrefix, "/") || q.UserID == "" || q.AuthConfigID == "" ||
-		strings.Contains(q.UserID, ",") || strings.Contains(q.AuthConfigID, ",") {
-		return ListResult{}, fmt.Errorf("%w: prefix, user id and auth config id are required, without commas", ErrInvalidQuery)
+	if !strings.HasPrefix(q.APIPrefix, "/") || q.UserID == "" || (q.AuthConfigID == "" && q.ToolkitSlug == "") ||
+		strings.Contains(q.UserID, ",") || strings.Contains(q.AuthConfigID, ",") || strings.Contains(q.ToolkitSlug, ",") {
+		return ListResult{}, fmt.Errorf("%w: prefix, user id and an auth config id or toolkit are required, without commas", ErrInvalidQuery)
 	}
 	u := *c.base
 	u.Path += q.APIPrefix + "/connected_accounts"
@@ -217,7 +217,7 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 	}
 	query := func(cursor string) string {
 		var b strings.Builder
-		b.Grow(128 + len(q.AuthConfigID) + len(q.UserID) + len(cursor))
+		b.Grow(128 + len(q.AuthConfigID) + len(q.ToolkitSlug) + len(q.UserID) + len(cursor))
 		param := func(k, v string) {
 			if b.Len() > 0 {
 				b.WriteByte('&')
@@ -229,7 +229,9 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 		if q.AccountType != "" {
 			param("account_type", q.AccountType)
 		}
-		param("auth_config_ids", q.AuthConfigID)
+		if q.AuthConfigID != "" {
+			param("auth_config_ids", q.AuthConfigID)
+		}
 		if cursor != "" {
 			param("cursor", cursor)
 		}
@@ -238,6 +240,9 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 		}
 		if statuses != "" {
 			param("statuses", statuses)
+		}
+		if q.ToolkitSlug != "" {
+			param("toolkit_slugs", q.ToolkitSlug)
 		}
 		param("user_ids", q.UserID)
 		return b.String()
@@ -250,13 +255,13 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 	hdr["User-Agent"] = c.ua
 
 	// The values an answer repeats: its strings reuse these, not new copies.
-	known := [...]string{StatusActive, StatusInitiated, q.UserID, q.AuthConfigID}
+	known := [...]string{StatusActive, StatusInitiated, q.UserID, q.AuthConfigID, q.ToolkitSlug}
 	var res ListResult
 	cursor := ""
 	for page := 1; ; page++ {
 		u.RawQuery = query(cursor)
 		seen := len(res.Items)
-		next, err := c.page(ctx, u.String(), hdr, &res, known[:])
+		next, err := c.page(ctx, u.String(), hdr, &res, q.ToolkitSlug != "", known[:])
 		if err != nil {
 			return ListResult{}, fmt.Errorf("lookup page %d: %w", page, err)
 		}
@@ -308,7 +313,7 @@ func queryEscape(b *strings.Builder, v string) {
 var acceptJSON = []string{"application/json"}
 
 // page reads one page into res and returns the next cursor ("" at the end).
-func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, res *ListResult, known []string) (string, error) {
+func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, res *ListResult, withToolkit bool, known []string) (string, error) {
 	resp, err := c.roundTrip(ctx, rawURL, hdr)
 	if err != nil {
 		return "", withCtx(ctx, err)
@@ -336,7 +341,7 @@ func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, r
 	case code >= 300:
 		return "", fmt.Errorf("%w: %d: %w", ErrUnexpectedStatus, code, errAnswered)
 	}
-	next, err := decodePage(resp.Body, res, known...)
+	next, err := decodePage(resp.Body, res, withToolkit, known...)
 	if err != nil {
 		// An unknown item was read whole: the context has no part in it.
 		if ce := ctx.Err(); ce != nil && !errors.Is(err, ErrUnknownItem) {
@@ -351,7 +356,7 @@ func (c *ListClient) page(ctx context.Context, rawURL string, hdr http.Header, r
 // the next cursor ("" on the last page). A string equal to one of known is
 // that very string. Anything but the expected JSON is ErrBadAnswer; an item
 // without id or status is ErrUnknownItem.
-func decodePage(body io.Reader, res *ListResult, known ...string) (string, error) {
+func decodePage(body io.Reader, res *ListResult, withToolkit bool, known ...string) (string, error) {
 	buf := pageBuffers.Get().(*bytes.Buffer)
 	defer putPageBuffer(buf)
 	buf.Reset()
@@ -363,7 +368,7 @@ func decodePage(body io.Reader, res *ListResult, known ...string) (string, error
 		return "", fmt.Errorf("%w: larger than %d bytes", ErrBadAnswer, MaxListAnswerBytes)
 	}
 	n := len(res.Items)
-	items, hasItems, next, err := parseListPage(buf.Bytes(), res.Items[n:], known)
+	items, hasItems, next, err := parseListPage(buf.Bytes(), res.Items[n:], known, withToolkit)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadAnswer, err)
 	}

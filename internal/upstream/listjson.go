@@ -18,14 +18,18 @@ import (
 // than jsonread.MaxDepth is refused.
 
 // listParser reads one list answer with the one JSON reader.
-type listParser struct{ jsonread.Reader }
+type listParser struct {
+	jsonread.Reader
+	withToolkit bool // read toolkit.slug (a query by toolkit compares it; others would only pay for its copy)
+}
 
 // parseListPage parses a whole list answer, appending its items to items
+// (toolkit.slug only withToolkit)
 // (a member that is null or absent stays "", a null item is an empty one;
 // completeness is the caller's check). hasItems is false when "items" is
 // absent or null.
-func parseListPage(b []byte, items []Account, known []string) (_ []Account, hasItems bool, next string, err error) {
-	p := listParser{jsonread.New(b, 0)}
+func parseListPage(b []byte, items []Account, known []string, withToolkit bool) (_ []Account, hasItems bool, next string, err error) {
+	p := listParser{Reader: jsonread.New(b, 0), withToolkit: withToolkit}
 	p.Known = known
 	err = p.Object(func(key []byte, esc bool) error {
 		switch {
@@ -77,6 +81,17 @@ func (p *listParser) item(it *Account) error {
 			dst = &it.UserID
 		case jsonread.KeyIs(key, esc, "created_at"):
 			return p.timeValue(&it.CreatedAt)
+		case p.withToolkit && jsonread.KeyIs(key, esc, "toolkit"):
+			it.Toolkit = ""
+			if isNull, err := p.Null(); err != nil || isNull {
+				return err
+			}
+			return p.Object(func(key []byte, esc bool) error {
+				if jsonread.KeyIs(key, esc, "slug") {
+					return p.optStr(&it.Toolkit)
+				}
+				return p.Skip()
+			})
 		case jsonread.KeyIs(key, esc, "auth_config"):
 			it.AuthConfigID = ""
 			if isNull, err := p.Null(); err != nil || isNull {

@@ -19,7 +19,10 @@ const (
 type ListQuery struct {
 	APIPrefix    string   // "/api/v3" or "/api/v3.1": the request's own version
 	UserID       string   // one id, never containing a comma
-	AuthConfigID string   // one id, never containing a comma
+	AuthConfigID string   // one id, never containing a comma; "" only with ToolkitSlug
+	// ToolkitSlug narrows the lookup to one toolkit (toolkit_slugs), for a
+	// Tool Router session's link whose auth config is Composio's default.
+	ToolkitSlug string
 	AccountType  string   // "" (PRIVATE, not sent) or "SHARED"; only sent on v3.1+
 	Statuses     []string // e.g. ACTIVE, INITIATED
 	// Header holds the caller's credential headers and X-Request-Id, with
@@ -48,6 +51,7 @@ type Account struct {
 	Status       string
 	UserID       string // the deprecated user_id
 	AuthConfigID string
+	Toolkit      string // toolkit.slug
 	// CreatedAt is created_at (RFC 3339, read as encoding/json reads a
 	// time.Time) in UTC; zero when absent, null or unreadable.
 	CreatedAt time.Time
@@ -65,7 +69,8 @@ func (a Account) Matches(q ListQuery) bool {
 	if len(q.Statuses) > 0 && !slices.Contains(q.Statuses, a.Status) {
 		return false
 	}
-	return sameID(a.AuthConfigID, q.AuthConfigID) && sameID(a.UserID, q.UserID)
+	return (q.AuthConfigID == "" || sameID(a.AuthConfigID, q.AuthConfigID)) && sameID(a.UserID, q.UserID) &&
+		(q.ToolkitSlug == "" || sameID(a.Toolkit, q.ToolkitSlug))
 }
 
 // sameID: got is absent, or names want up to case and surrounding space.

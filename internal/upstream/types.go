@@ -17,14 +17,14 @@ const (
 // ListQuery is one guard lookup: the list call the SDK itself makes, asked for
 // one user on one auth config.
 type ListQuery struct {
-	APIPrefix    string   // "/api/v3" or "/api/v3.1": the request's own version
-	UserID       string   // one id, never containing a comma
-	AuthConfigID string   // one id, never containing a comma; "" only with ToolkitSlug
+	APIPrefix    string // "/api/v3" or "/api/v3.1": the request's own version
+	UserID       string // one id, never containing a comma
+	AuthConfigID string // one id, never containing a comma; "" only with ToolkitSlug
 	// ToolkitSlug narrows the lookup to one toolkit (toolkit_slugs), for a
 	// Tool Router session's link whose auth config is Composio's default.
 	ToolkitSlug string
-	AccountType  string   // "" (PRIVATE, not sent) or "SHARED"; only sent on v3.1+
-	Statuses     []string // e.g. ACTIVE, INITIATED
+	AccountType string   // "" (PRIVATE, not sent) or "SHARED"; only sent on v3.1+
+	Statuses    []string // e.g. ACTIVE, INITIATED
 	// Header holds the caller's credential headers and X-Request-Id, with
 	// canonical keys; they are sent unchanged, with nothing else of the
 	// caller's. The map becomes the list client's: it sets Accept and

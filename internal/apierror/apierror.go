@@ -23,6 +23,7 @@ const (
 	SlugUpstreamError    = "ComposioGuard_UpstreamUnreachable"
 	SlugInvalidSandbox   = "ToolRouter_InvalidSandboxSize"
 	SlugSandboxForbidden = "ToolRouter_SandboxSizeNotAllowed"
+	SlugSessionForbidden = "ToolRouter_SessionPolicyForbidden"
 	SlugInternal         = "ComposioGuard_InternalError"
 	SlugCheckNotPossible = "ComposioGuard_CheckNotPossible"
 	SlugMaxAccounts      = "ConnectedAccount_MaxAccountsPerToolkitReached"

@@ -110,6 +110,12 @@ const (
 	ReasonBadEnable      = "bad_workbench_enable"
 	ReasonSizeAboveMax   = "sandbox_size_above_max"
 	ReasonSizeNotAllowed = "sandbox_size_not_allowed"
+
+	// session policies: rejected_policy, defaulted
+	ReasonMultiAccountDenied  = "multi_account_denied"
+	ReasonMaxAccountsAboveCap = "max_accounts_above_cap"
+	ReasonManageConnectionsOn = "manage_connections_denied"
+	ReasonManageOffInserted   = "manage_connections_disabled"
 )
 
 // Results of metrics.Leases.

@@ -155,10 +155,11 @@ type sandboxPolicy struct {
 	allowed []string // tiers the policy allows, smallest first
 	def     string   // GUARD_SANDBOX_DEFAULT_SIZE, "" for none
 	mode    Mode     // for the "sandbox will be recreated" line
+	session sessionRules
 }
 
 func newSandboxPolicy(cfg Config, tools *bodyTools) *sandboxPolicy {
-	p := &sandboxPolicy{tools: tools, mode: cfg.Mode, rules: cfg.SandboxRules()}
+	p := &sandboxPolicy{tools: tools, mode: cfg.Mode, rules: cfg.SandboxRules(), session: newSessionRules(cfg)}
 	for _, s := range p.rules.AllowedSizes() {
 		p.allowed = append(p.allowed, string(s))
 	}
@@ -192,6 +193,10 @@ func (p *sandboxPolicy) evaluate(c *call) verdict {
 			ask = sandboxAsk{}
 		}
 	}
+	var sask sessionAsk
+	if br == nil {
+		sask, br = parseSessionPolicy(c.body.plain)
+	}
 	if br != nil {
 		if br.slug == apierror.SlugInvalidSandbox {
 			br.allowedSizes, br.fix = p.allowed, p.fix()
@@ -207,6 +212,7 @@ func (p *sandboxPolicy) evaluate(c *call) verdict {
 	}
 
 	v := verdict{decision: DecisionAllowed, size: sizeDefault}
+	insertTier := false
 	switch {
 	case ask.size != "":
 		tier := SandboxSize(ask.size)
@@ -233,16 +239,35 @@ func (p *sandboxPolicy) evaluate(c *call) verdict {
 			break
 		}
 		v.decision, v.reason, v.size = DecisionDefaulted, ReasonDefaultInserted, p.def
-		edited, err := withBody(c.r, c.body, ask.withDefault(c.body.plain, p.def))
+		insertTier = true
+	default:
+		v.reason = ReasonNoSize
+	}
+	if v.decision != DecisionRejectedPolicy {
+		if reason, a := p.session.refusal(sask); reason != "" {
+			v.decision, v.reason, v.refusal, insertTier = DecisionRejectedPolicy, reason, a, false
+		}
+	}
+	insertManage := v.decision != DecisionRejectedPolicy && route == reqscope.RouteSessionCreate && p.session.noManage && !sask.manageSet
+	if insertManage && !insertTier {
+		v.decision, v.reason = DecisionDefaulted, ReasonManageOffInserted
+	}
+	if insertTier || insertManage {
+		plain := c.body.plain
+		if insertTier {
+			plain = ask.withDefault(plain, p.def)
+		}
+		if insertManage {
+			plain = withManageOff(plain)
+		}
+		edited, err := withBody(c.r, c.body, plain)
 		if err != nil { // gzip into memory does not fail; never forward a half-made body
 			v.err = err
 			v.refusal = answer{apierror.Error{Message: "internal error", Code: apierror.CodeInternal, Slug: apierror.SlugInternal,
 				Status: http.StatusInternalServerError}, apierror.Options{}}
-			break
+		} else {
+			v.act = edited // only when enforcing: shadow forwards the body as sent
 		}
-		v.act = edited // only when enforcing: shadow forwards the body as sent
-	default:
-		v.reason = ReasonNoSize
 	}
 	if route == reqscope.RouteSessionUpdate && (ask.size != "" || ask.cleared) {
 		// A PATCH naming a tier (or clearing it) recreates the sandbox once

@@ -27,6 +27,11 @@ type Config struct {
 	// create) is kept; a PATCH of the session through the proxy forgets it.
 	SessionCacheTTL time.Duration `env:"SESSION_CACHE_TTL" envDefault:"60s"`
 
+	// Tool Router session policies (see sessionrules.go); off by default.
+	SessionMultiAccount          SessionMultiAccount `env:"SESSION_MULTI_ACCOUNT" envDefault:"allow"`
+	SessionMaxAccountsPerToolkit int                 `env:"SESSION_MAX_ACCOUNTS_PER_TOOLKIT" envDefault:"0"`
+	SessionManageConnections     SessionManage       `env:"SESSION_MANAGE_CONNECTIONS" envDefault:"keep"`
+
 	// Tool Router sandbox tier policy; empty means no restriction.
 	SandboxMaxSize      SandboxSize   `env:"SANDBOX_MAX_SIZE"`
 	SandboxAllowedSizes []SandboxSize `env:"SANDBOX_ALLOWED_SIZES" envSeparator:","`
@@ -87,6 +92,36 @@ const (
 	AllowMultipleFlag  AllowMultiple = "flag"  // honour the header / query / body flag
 	AllowMultipleNever AllowMultiple = "never" // ignore the flag (still stripped)
 )
+
+// SessionMultiAccount says whether sessions may turn multi-account on.
+type SessionMultiAccount string
+
+// Session multi-account policies.
+const (
+	SessionAllow SessionMultiAccount = "allow"
+	SessionDeny  SessionMultiAccount = "deny"
+)
+
+// SessionManage says whether sessions keep the in-session connection tool.
+type SessionManage string
+
+// Session manage-connections policies.
+const (
+	SessionManageKeep    SessionManage = "keep"
+	SessionManageDisable SessionManage = "disable"
+)
+
+// UnmarshalText: see Mode.UnmarshalText.
+func (a *SessionMultiAccount) UnmarshalText(b []byte) error {
+	*a = SessionMultiAccount(settings.Fold(b))
+	return nil
+}
+
+// UnmarshalText: see Mode.UnmarshalText.
+func (a *SessionManage) UnmarshalText(b []byte) error {
+	*a = SessionManage(settings.Fold(b))
+	return nil
+}
 
 // UnmarshalText reads a mode case- and space-insensitively ("Enforce " is
 // enforce); Validate refuses an unknown one. So do the other enums'.
@@ -156,6 +191,11 @@ func (g Config) Validate() error {
 	}
 	p.Positive("RETRY_AFTER", g.RetryAfter)
 	p.Positive("SESSION_CACHE_TTL", g.SessionCacheTTL)
+	settings.OneOf(&p, "SESSION_MULTI_ACCOUNT", g.SessionMultiAccount, SessionAllow, SessionDeny)
+	if g.SessionMaxAccountsPerToolkit < 0 || g.SessionMaxAccountsPerToolkit > 1000 {
+		p.Add("SESSION_MAX_ACCOUNTS_PER_TOOLKIT", "must be 0 (no cap) to 1000, got %d", g.SessionMaxAccountsPerToolkit)
+	}
+	settings.OneOf(&p, "SESSION_MANAGE_CONNECTIONS", g.SessionManageConnections, SessionManageKeep, SessionManageDisable)
 	g.validateSandbox(&p)
 	return p.Err()
 }

@@ -129,6 +129,12 @@ Try (any x-api-key works against the fake):
   curl -s -XPOST %[1]s/api/v3/connected_accounts/link -H 'x-api-key: demo' \
        -H 'X-Composio-Allow-Multiple: true' -d '{"user_id":"alice","auth_config_id":"ac_demo"}'
 
+  # Tool Router: session.authorize("github") for user bob, twice: one account, the first link replayed
+  sid=$(curl -s -XPOST %[1]s/api/v3.1/tool_router/session -H 'x-api-key: demo' \
+       -d '{"user_id":"bob"}' | sed -E 's/.*"session_id":"([^"]+)".*/\1/')
+  curl -s  -XPOST %[1]s/api/v3.1/tool_router/session/$sid/link -H 'x-api-key: demo' -d '{"toolkit":"github"}'
+  curl -si -XPOST %[1]s/api/v3.1/tool_router/session/$sid/link -H 'x-api-key: demo' -d '{"toolkit":"github"}'
+
 Metrics: http://%[2]s/metrics   Ready: http://%[2]s/readyz   Stop: Ctrl-C
 `, base, adminAddr)
 }

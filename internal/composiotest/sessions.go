@@ -204,10 +204,10 @@ func (f *Fake) handleSessionLink(w http.ResponseWriter, r *http.Request, project
 		CallbackURL: cb, RedirectURL: redirect,
 	}, StatusInitiated)
 	f.mu.Unlock()
+	// The real answer carries no expires_at (the link lives about LinkTTL).
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"link_token":           token,
 		"redirect_url":         redirect,
-		"expires_at":           a.CreatedAt.Add(LinkTTL).UTC().Format(time.RFC3339),
 		"connected_account_id": a.ID,
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,6 +81,22 @@ type call struct {
 	// and clear for a PATCH with workbench: null.
 	SandboxSize *string `json:"sandbox_size,omitempty"`
 	Clear       bool    `json:"clear,omitempty"`
+	// session_create: the session's multi-account setting (nil: none sent).
+	MultiAccount *multiAccount `json:"multi_account,omitempty"`
+	// session_authorize: the toolkit; ID is the session (empty: the one the
+	// last session_create of the same run made, as that call returned it, or
+	// read again with composio.use(its id) when Reopen is set).
+	Toolkit string `json:"toolkit,omitempty"`
+	Reopen  bool   `json:"reopen,omitempty"`
+	// Pause: sdk.mjs waits for a line on stdin after printing this call's
+	// line (set by runSteps, for a step with a then).
+	Pause bool `json:"pause,omitempty"`
+}
+
+// multiAccount is the SDK's multiAccount option, in the wire's names.
+type multiAccount struct {
+	Enable bool `json:"enable"`
+	Max    int  `json:"max_accounts_per_toolkit,omitempty"`
 }
 
 // result is one line sdk.mjs printed: what the caller of the SDK could read.
@@ -98,6 +115,7 @@ type result struct {
 	Account            *listedAccount    `json:"account"`
 	Sent               []string          `json:"sent"`
 	SentBodies         []*string         `json:"sent_bodies"`
+	GuardHeaders       []*string         `json:"guard_headers"` // X-Composio-Guard of each answer, parallel to Sent
 	SessionID          string            `json:"session_id"`
 	SandboxSize        string            `json:"sandbox_size"`
 	BlockedEgress      []string          `json:"blocked_egress"`
@@ -139,6 +157,31 @@ func (r result) posts(suffix string) int {
 // result per call. No request may have been aimed off the machine.
 func runSDK(t *testing.T, s *stack, version, key string, calls ...call) []result {
 	t.Helper()
+	steps := make([]step, len(calls))
+	for i, c := range calls {
+		steps[i] = step{call: c}
+	}
+	return runSteps(t, s, version, key, steps...)
+}
+
+// step is one call of a run; when then is set, sdk.mjs waits after printing
+// the call's line until then has run (e.g. to change what the fake holds
+// between two calls of the same SDK process: one node start per case keeps
+// the suite fast).
+type step struct {
+	call call
+	then func(r result)
+}
+
+// runSteps is runSDK with steps: each line is read as it is printed, and a
+// step's then runs before the next call is made.
+func runSteps(t *testing.T, s *stack, version, key string, steps ...step) []result {
+	t.Helper()
+	calls := make([]call, len(steps))
+	for i, st := range steps {
+		calls[i] = st.call
+		calls[i].Pause = st.then != nil
+	}
 	arg, err := json.Marshal(calls)
 	if err != nil {
 		t.Fatal(err)
@@ -154,29 +197,59 @@ func runSDK(t *testing.T, s *stack, version, key string, calls ...call) []result
 		"SDK_BASE_URL=" + s.proxy.URL,
 		"SDK_API_KEY=" + key,
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("node sdk.mjs %s: %v\nstdout:\n%s\nstderr:\n%s", version, err, stdout.String(), stderr.String())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("node sdk.mjs %s: %v", version, err)
+	}
+	waited := false
+	defer func() { // on a failure in a then: the process ends with the test
+		if !waited {
+			cancel()
+			_ = cmd.Wait()
+		}
+	}()
+	var printed strings.Builder
 	var out []result
-	sc := bufio.NewScanner(&stdout)
+	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
 	for sc.Scan() {
+		printed.WriteString(sc.Text() + "\n")
 		r := result{line: sc.Text()}
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("sdk.mjs printed a line that is not JSON: %q", sc.Text())
 		}
+		i := len(out)
 		out = append(out, r)
+		if i < len(steps) {
+			t.Log(r.line)
+			if steps[i].then != nil {
+				steps[i].then(r)
+				if _, err := io.WriteString(stdin, "next\n"); err != nil {
+					t.Fatalf("node sdk.mjs %s: resuming after call %d: %v\nstderr:\n%s", version, i, err, stderr.String())
+				}
+			}
+		}
+	}
+	_ = stdin.Close()
+	err = cmd.Wait()
+	waited = true
+	if err != nil {
+		t.Fatalf("node sdk.mjs %s: %v\nstdout:\n%s\nstderr:\n%s", version, err, printed.String(), stderr.String())
 	}
 	if len(out) != len(calls)+1 || out[len(out)-1].Call != "done" {
-		t.Fatalf("sdk.mjs printed %d lines for %d calls:\n%s\nstderr:\n%s", len(out), len(calls), stdout.String(), stderr.String())
+		t.Fatalf("sdk.mjs printed %d lines for %d calls:\n%s\nstderr:\n%s", len(out), len(calls), printed.String(), stderr.String())
 	}
 	if b := out[len(out)-1].BlockedEgress; len(b) > 0 {
 		t.Errorf("the SDK tried to reach the network off this machine: %v", b)
-	}
-	for _, r := range out[:len(calls)] {
-		t.Log(r.line)
 	}
 	return out[:len(calls)]
 }

@@ -13,19 +13,30 @@
 //   list        composio.connectedAccounts.list({userIds, authConfigIds})
 //   get         composio.connectedAccounts.get(id)
 //   session_create      composio.create(user_id, {workbench: {sandboxSize}}); no config when
-//                       sandbox_size is absent, {workbench: {}} when it is ""
+//                       sandbox_size and multi_account are absent, {workbench: {}} when
+//                       sandbox_size is ""; multi_account {enable, max_accounts_per_toolkit}
+//                       becomes {multiAccount: {enable, maxAccountsPerToolkit}}
+//   session_authorize   session.authorize(toolkit): on composio.use(id) when "id" is set,
+//                       else on the session the last session_create of this run made
+//                       (read again with composio.use(its id) when "reopen" is true)
 //   session_update      composio.use(id).update({workbench: {sandboxSize}}), or
 //                       {workbench: null} with "clear": true (0.21.0 only)
 //   raw_session_create  composio.getClient().toolRouter.session.create(...): past the
 //                       SDK's own tier check, to send a tier that is not one
 // Options on any call: "opt_in": true sends the x-composio-allow-multiple
-// header through defaultHeaders; "allow_multiple": true passes the SDK flag.
+// header through defaultHeaders; "allow_multiple": true passes the SDK flag;
+// "pause": true waits, after this call's line, for a line on stdin before the
+// next call (the test changes the fake in between; one node start per case).
 //
 // Each line holds what the caller can read: ok, the ids and redirect_url on
 // success; on failure the error's name, its cause's name, the HTTP status, the
 // parsed body and a few headers. "sent" lists the HTTP requests the SDK made
-// for that call, so retries show, and "sent_bodies" their bodies as sent. A last line {"call":"done"} lists any
+// for that call, so retries show, "sent_bodies" their bodies as sent and
+// "guard_headers" the X-Composio-Guard header of each answer (null when absent
+// or when no answer came; "replayed" on a pending link's replay). A last line {"call":"done"} lists any
 // request the script refused to send off the machine ("blocked_egress").
+
+import { createInterface } from 'node:readline';
 
 // Our lines are the only thing on stdout: SDK logging goes to stderr.
 for (const level of ['log', 'info', 'warn', 'debug', 'trace']) console[level] = console.error;
@@ -37,6 +48,7 @@ const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 const blocked = [];
 let sent = [];
 let sentBodies = [];
+let guardHeaders = [];
 const realFetch = globalThis.fetch;
 globalThis.fetch = async (input, init) => {
   const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
@@ -47,7 +59,11 @@ globalThis.fetch = async (input, init) => {
   }
   sent.push(`${method} ${url.pathname}`);
   sentBodies.push(typeof init?.body === 'string' ? init.body : null);
-  return realFetch(input, init);
+  const guard = guardHeaders;
+  const i = guard.push(null) - 1;
+  const res = await realFetch(input, init);
+  guard[i] = res.headers.get('x-composio-guard');
+  return res;
 };
 
 const packages = { '0.8.0': 'core080', '0.8.1': 'core081', '0.21.0': 'core0210' };
@@ -67,6 +83,20 @@ function client(c) {
     ...(c.opt_in && { defaultHeaders: { 'x-composio-allow-multiple': 'true' } }),
   });
 }
+
+// resume waits for the test's go-ahead: one line on stdin.
+let stdinLines;
+async function resume() {
+  stdinLines ??= createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  const { done } = await stdinLines.next();
+  if (done) {
+    process.stderr.write('sdk.mjs: stdin closed while paused\n');
+    process.exit(3);
+  }
+}
+
+// The session the last session_create made, for session_authorize without an id.
+let lastSession;
 
 const calls = {
   async link(composio, c) {
@@ -103,10 +133,25 @@ const calls = {
     return { account: { id: a.id, status: a.status, auth_config_id: a.authConfig?.id } };
   },
   async session_create(composio, c) {
-    const config = c.sandbox_size === undefined ? undefined
-      : { workbench: c.sandbox_size === '' ? {} : { sandboxSize: c.sandbox_size } };
-    const s = await composio.create(c.user_id, config);
+    const config = {};
+    if (c.sandbox_size !== undefined) config.workbench = c.sandbox_size === '' ? {} : { sandboxSize: c.sandbox_size };
+    if (c.multi_account) {
+      config.multiAccount = {
+        enable: c.multi_account.enable,
+        ...(c.multi_account.max_accounts_per_toolkit && { maxAccountsPerToolkit: c.multi_account.max_accounts_per_toolkit }),
+      };
+    }
+    const s = await composio.create(c.user_id, Object.keys(config).length ? config : undefined);
+    lastSession = s;
     return { session_id: s.sessionId };
+  },
+  async session_authorize(composio, c) {
+    if (!c.id && !lastSession) throw new Error('sdk.mjs: session_authorize without an id needs a session_create before it');
+    const s = c.id ? await composio.use(c.id)
+      : c.reopen ? await composio.use(lastSession.sessionId)
+      : lastSession;
+    const r = await s.authorize(c.toolkit);
+    return { session_id: s.sessionId, connected_account_id: r.id, redirect_url: r.redirectUrl };
   },
   async session_update(composio, c) {
     const s = await composio.use(c.id);
@@ -140,6 +185,7 @@ function header(headers, name) {
 for (const c of JSON.parse(callsJSON)) {
   sent = [];
   sentBodies = [];
+  guardHeaders = [];
   const line = { call: c.call, version };
   try {
     Object.assign(line, { ok: true }, await calls[c.call](client(c), c));
@@ -161,7 +207,9 @@ for (const c of JSON.parse(callsJSON)) {
   }
   line.sent = sent;
   line.sent_bodies = sentBodies;
+  line.guard_headers = guardHeaders;
   out(line);
+  if (c.pause) await resume();
 }
 out({ call: 'done', version, blocked_egress: blocked });
 process.exit(0);

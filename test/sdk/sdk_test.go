@@ -107,15 +107,24 @@ func caseDuplicateLink(t *testing.T, s *stack, version, key string) {
 // our envelope naming the existing account and the fix, no retry.
 func assertDuplicate(t *testing.T, r result, route string, existingID string) {
 	t.Helper()
+	assertConflict(t, r, route, apierror.SlugMultipleAccounts, apierror.CodeMultipleAccounts, existingID)
+}
+
+// assertConflict checks a 409 of ours with slug and code: the envelope names
+// every one of existingIDs and the fix, and the SDK asked once (no retry).
+func assertConflict(t *testing.T, r result, route, slug string, code int, existingIDs ...string) {
+	t.Helper()
 	if r.Status != http.StatusConflict {
 		t.Fatalf("%s: status %d, want 409 (body %s)", r.Call, r.Status, r.Body)
 	}
 	e := r.envelope(t)
-	if e.Slug != apierror.SlugMultipleAccounts || e.Code != apierror.CodeMultipleAccounts || e.Status != http.StatusConflict {
-		t.Errorf("%s: envelope slug=%q code=%d status=%d, want %q %d 409", r.Call, e.Slug, e.Code, e.Status, apierror.SlugMultipleAccounts, apierror.CodeMultipleAccounts)
+	if e.Slug != slug || e.Code != code || e.Status != http.StatusConflict {
+		t.Errorf("%s: envelope slug=%q code=%d status=%d, want %q %d 409", r.Call, e.Slug, e.Code, e.Status, slug, code)
 	}
-	if !slices.Contains(e.ExistingAccountIDs, existingID) {
-		t.Errorf("%s: existing_connected_account_ids = %v, want %s in it", r.Call, e.ExistingAccountIDs, existingID)
+	for _, id := range existingIDs {
+		if !slices.Contains(e.ExistingAccountIDs, id) {
+			t.Errorf("%s: existing_connected_account_ids = %v, want %s in it", r.Call, e.ExistingAccountIDs, id)
+		}
 	}
 	if e.SuggestedFix == "" || e.Message == "" || e.RequestID == "" {
 		t.Errorf("%s: envelope lacks message, suggested_fix or request_id: %+v", r.Call, e)

@@ -13,29 +13,80 @@ import (
 // source of defaults: DefaultConfig), plus the timing the assembly derives
 // from the lookup, upstream and lock settings (see Timing).
 type Config struct {
-	Mode                Mode          `env:"MODE" envDefault:"enforce"`
-	FailureMode         FailureMode   `env:"FAILURE_MODE" envDefault:"closed"`
-	MaxBodyBytes        int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
-	BodyBudgetBytes     int64         `env:"BODY_BUDGET_BYTES" envDefault:"67108864"` // all guarded bodies held at once; >= MaxBodyBytes
-	BodyReadTimeout     time.Duration `env:"BODY_READ_TIMEOUT" envDefault:"15s"`
-	PendingAction       PendingAction `env:"PENDING_ACTION" envDefault:"replay"`
-	PendingMaxTTL       time.Duration `env:"PENDING_MAX_TTL" envDefault:"15m"`
-	AllowMultiple       AllowMultiple `env:"ALLOW_MULTIPLE" envDefault:"flag"`
-	MultipleAuthConfigs []string      `env:"MULTIPLE_AUTH_CONFIGS" envSeparator:","`
-	RetryAfter          time.Duration `env:"RETRY_AFTER" envDefault:"1s"`
-	// How long a Tool Router session's config (whose account its links
+	// `enforce`: act on decisions. `shadow`: decide, log and count, but
+	// forward everything. `off`: pure pass-through, with no lookup and no
+	// policy.
+	Mode Mode `env:"MODE" envDefault:"enforce"`
+	// What happens when the guard cannot decide (lookup failing, lock
+	// backend down). `closed`: `503` with `Retry-After`, nothing forwarded.
+	// `open`: forward, count it, and log it at WARN. A check the caller's
+	// own input makes impossible is refused with `422` in both.
+	FailureMode FailureMode `env:"FAILURE_MODE" envDefault:"closed"`
+	// Limit on the body of a guarded request, on the wire and after
+	// decompression; larger bodies get `413`. Pass-through bodies stream
+	// and are not limited.
+	MaxBodyBytes int64 `env:"MAX_BODY_BYTES" envDefault:"1048576"`
+	// Limit on the guarded bodies held in memory at once, all requests
+	// together. A body's buffer grows with the bytes that arrive and is
+	// reserved from this budget as it grows. A body the budget cannot cover
+	// gets `503` `ComposioGuard_ProxyBusy` with `Retry-After`; a request
+	// alone is never refused. At least `GUARD_MAX_BODY_BYTES`: when only one
+	// of the two is set, the other's default gives way.
+	BodyBudgetBytes int64 `env:"BODY_BUDGET_BYTES" envDefault:"67108864"`
+	// Time allowed to receive the whole body of a guarded request once its
+	// headers are in; a client that dribbles its body gets `408` and the
+	// connection is closed. Pass-through bodies have no such bound.
+	BodyReadTimeout time.Duration `env:"BODY_READ_TIMEOUT" envDefault:"15s"`
+	// A repeated link while the first link's account is still `INITIATED`:
+	// `replay` sends back the first answer (`X-Composio-Guard: replayed`),
+	// `reject` answers `409` `ConnectedAccount_LinkPending`, `off` forwards
+	// it.
+	PendingAction PendingAction `env:"PENDING_ACTION" envDefault:"replay"`
+	// Upper limit on how long a pending-link lease is kept (else until the
+	// link's `expires_at`), and the lifetime of an `INITIATED` account the
+	// proxy holds no lease for: it blocks new links until its `created_at`
+	// plus this.
+	PendingMaxTTL time.Duration `env:"PENDING_MAX_TTL" envDefault:"15m"`
+	// `flag`: honour the opt-in (`X-Composio-Allow-Multiple: true`,
+	// `?allow_multiple=true` or a body member `"allow_multiple": true`).
+	// `never`: ignore it. Either way it is removed before the forward.
+	AllowMultiple AllowMultiple `env:"ALLOW_MULTIPLE" envDefault:"flag"`
+	// Comma-separated auth config ids on which a user may always hold
+	// several accounts.
+	MultipleAuthConfigs []string `env:"MULTIPLE_AUTH_CONFIGS" envSeparator:","`
+	// `Retry-After` sent on the proxy's own `503`s, in whole seconds rounded
+	// up (at least 1).
+	RetryAfter time.Duration `env:"RETRY_AFTER" envDefault:"1s"`
+	// How long a Tool Router session's config (whose accounts its links
 	// create) is kept; a PATCH of the session through the proxy forgets it.
 	SessionCacheTTL time.Duration `env:"SESSION_CACHE_TTL" envDefault:"60s"`
 
 	// Tool Router session policies (see sessionrules.go); off by default.
-	SessionMultiAccount          SessionMultiAccount `env:"SESSION_MULTI_ACCOUNT" envDefault:"allow"`
-	SessionMaxAccountsPerToolkit int                 `env:"SESSION_MAX_ACCOUNTS_PER_TOOLKIT" envDefault:"0"`
-	SessionManageConnections     SessionManage       `env:"SESSION_MANAGE_CONNECTIONS" envDefault:"keep"`
+
+	// `deny` refuses (`403`) a session create or `PATCH` that turns
+	// `multi_account.enable` on; `allow` lets it through.
+	SessionMultiAccount SessionMultiAccount `env:"SESSION_MULTI_ACCOUNT" envDefault:"allow"`
+	// Largest `max_accounts_per_toolkit` a session create or `PATCH` may ask
+	// for (`403` above it; `multi_account.enable` without a maximum asks for
+	// Composio's 5); `0` sets no limit.
+	SessionMaxAccountsPerToolkit int `env:"SESSION_MAX_ACCOUNTS_PER_TOOLKIT" envDefault:"0"`
+	// `disable` turns the in-session connection tool off: a session that
+	// enables `manage_connections` is refused (`403`), and a create that
+	// does not set it gets `"manage_connections":{"enable":false}` inserted.
+	// `keep` leaves it alone.
+	SessionManageConnections SessionManage `env:"SESSION_MANAGE_CONNECTIONS" envDefault:"keep"`
 
 	// Tool Router sandbox tier policy; empty means no restriction.
-	SandboxMaxSize      SandboxSize   `env:"SANDBOX_MAX_SIZE"`
+
+	// The largest workbench tier a session may ask for
+	// (`standard` < `medium` < `large` < `xlarge`); a larger one gets `403`.
+	SandboxMaxSize SandboxSize `env:"SANDBOX_MAX_SIZE"`
+	// Comma-separated tiers allowed. With `GUARD_SANDBOX_MAX_SIZE` too, both
+	// must allow a tier, and they must allow at least one between them.
 	SandboxAllowedSizes []SandboxSize `env:"SANDBOX_ALLOWED_SIZES" envSeparator:","`
-	SandboxDefaultSize  SandboxSize   `env:"SANDBOX_DEFAULT_SIZE"`
+	// Tier filled in on session create when the workbench is on and no size
+	// was sent. The policy itself must allow it.
+	SandboxDefaultSize SandboxSize `env:"SANDBOX_DEFAULT_SIZE"`
 
 	// Not settings of their own: the assembly sets them from the lookup and
 	// lock settings (Timing). Zero takes the defaults' timing.

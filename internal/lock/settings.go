@@ -16,19 +16,21 @@ import (
 // Settings choose and tune the Store (GUARD_LOCK_*, GUARD_REDIS_*; the
 // envDefault tags are the defaults).
 type Settings struct {
+	// `memory` (one process) or `redis` (several replicas share locks and
+	// pending-link leases).
 	Backend Backend `env:"LOCK_BACKEND" envDefault:"memory"`
-	// Wait is the longest a guarded request waits for the per-key lock; 0
-	// means the longest a holder can legitimately keep it (internal/config
-	// works it out from the lookup and upstream timeouts).
+	// The longest a guarded request waits for the per-key lock. `0` means
+	// the longest a holder can legitimately keep it: lookup timeout plus
+	// upstream response header timeout.
 	Wait time.Duration `env:"LOCK_WAIT" envDefault:"0s"`
-	// RedisURL is redis://[user:password@]host:port/db or rediss:// for
-	// TLS; go-redis's URL query options (dial_timeout, pool_size...) are
-	// honoured. Required by the redis backend.
+	// Required by the `redis` backend: `redis://[user:password@]host:port[/db]`,
+	// or `rediss://` for TLS; go-redis's URL query options (`dial_timeout`,
+	// `pool_size`...) are honoured. The password is never logged.
 	RedisURL string `env:"REDIS_URL"`
-	// RedisKeyPrefix starts every key; "" takes the default.
+	// Prefix of every Redis key. Keys hold hashes, never a credential or a
+	// raw user id.
 	RedisKeyPrefix string `env:"REDIS_KEY_PREFIX" envDefault:"composio-guard:"`
-	// RedisTimeout bounds every Redis call (and dial, read, write); 0 takes
-	// the default.
+	// Time limit for each Redis call (and its dial, read and write).
 	RedisTimeout time.Duration `env:"REDIS_TIMEOUT" envDefault:"500ms"`
 }
 

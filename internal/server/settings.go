@@ -13,18 +13,38 @@ import (
 // envDefault tags are the defaults). internal/config reads and validates
 // them with every other package's.
 type Settings struct {
-	ListenAddr        string        `env:"LISTEN_ADDR" envDefault:":8080"`
-	AdminAddr         string        `env:"ADMIN_ADDR" envDefault:":9090"`
+	// The proxy port, as `host:port`. Every request that arrives here goes
+	// to the guard or to Composio.
+	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8080"`
+	// The admin port: `/livez`, `/readyz`, `/metrics` and, when enabled,
+	// `/debug/pprof/`. It must differ from `GUARD_LISTEN_ADDR`. Nothing is
+	// proxied from this port. Port `0` picks a free port, and both
+	// listeners may use it.
+	AdminAddr string `env:"ADMIN_ADDR" envDefault:":9090"`
+	// Time allowed for a client to send its request headers; this stops
+	// slowloris clients that dribble headers.
 	ReadHeaderTimeout time.Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s"`
-	IdleTimeout       time.Duration `env:"IDLE_TIMEOUT" envDefault:"120s"`
-	MaxHeaderBytes    int           `env:"MAX_HEADER_BYTES" envDefault:"65536"`
-	// TrustForwarded keeps the inbound forwarding headers (and the
-	// ReverseProxy passes X-Forwarded-* on): only behind a trusted hop.
-	TrustForwarded bool          `env:"TRUST_FORWARDED" envDefault:"false"`
-	ShutdownGrace  time.Duration `env:"SHUTDOWN_GRACE" envDefault:"25s"`
-	DrainDelay     time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
-	LogLevel       LogLevel      `env:"LOG_LEVEL" envDefault:"info"`
-	Pprof          bool          `env:"PPROF" envDefault:"false"`
+	// How long an idle keep-alive client connection stays open.
+	IdleTimeout time.Duration `env:"IDLE_TIMEOUT" envDefault:"120s"`
+	// Size limit for request headers, at least 4096. Larger headers get `431`.
+	MaxHeaderBytes int `env:"MAX_HEADER_BYTES" envDefault:"65536"`
+	// When `false`, inbound `Forwarded`, `X-Forwarded-*`, `X-Real-Ip` and
+	// `X-Client-Ip` headers are removed before anything reads them. Set it
+	// to `true` only when a trusted hop in front of the proxy sets them (the
+	// forward then passes `X-Forwarded-*` on).
+	TrustForwarded bool `env:"TRUST_FORWARDED" envDefault:"false"`
+	// Time from SIGTERM until in-flight requests are cut. Keep it below the
+	// pod's `terminationGracePeriodSeconds` (30 s by default).
+	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" envDefault:"25s"`
+	// Time between `/readyz` turning `503` and the proxy port closing, so
+	// that load balancers notice; requests are still served meanwhile, with
+	// `Connection: close`. It must be shorter than `GUARD_SHUTDOWN_GRACE`.
+	DrainDelay time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
+	// `debug`, `info`, `warn` or `error`. Logs are JSON lines on stderr,
+	// never sampled.
+	LogLevel LogLevel `env:"LOG_LEVEL" envDefault:"info"`
+	// Serve Go's `/debug/pprof/` on the admin port (never on the proxy port).
+	Pprof bool `env:"PPROF" envDefault:"false"`
 }
 
 // DefaultSettings are Settings as their envDefault tags set them.

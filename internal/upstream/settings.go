@@ -13,12 +13,23 @@ import (
 // it (GUARD_UPSTREAM_*; the envDefault tags are the defaults). A zero
 // duration or count takes its default.
 type TransportSettings struct {
-	URL                   string        `env:"UPSTREAM_URL" envDefault:"https://backend.composio.dev"`
-	DialTimeout           time.Duration `env:"UPSTREAM_DIAL_TIMEOUT" envDefault:"5s"`
-	TLSHandshakeTimeout   time.Duration `env:"UPSTREAM_TLS_HANDSHAKE_TIMEOUT" envDefault:"5s"`
-	ResponseHeaderTimeout time.Duration `env:"UPSTREAM_RESPONSE_HEADER_TIMEOUT" envDefault:"60s"` // bounds a stalled upstream (the proxy port has no write timeout)
-	IdleConnTimeout       time.Duration `env:"UPSTREAM_IDLE_CONN_TIMEOUT" envDefault:"90s"`
-	MaxIdleConnsPerHost   int           `env:"UPSTREAM_MAX_IDLE_CONNS_PER_HOST" envDefault:"256"` // one host behind the proxy: the per-host cap is the one that matters
+	// The Composio API the proxy forwards to: an absolute `http` or `https`
+	// URL with a host, and no query, fragment or user info (credentials
+	// always come from each caller). A path prefix is allowed.
+	URL string `env:"UPSTREAM_URL" envDefault:"https://backend.composio.dev"`
+	// Time limit for opening a TCP connection to Composio.
+	DialTimeout time.Duration `env:"UPSTREAM_DIAL_TIMEOUT" envDefault:"5s"`
+	// Time limit for the TLS handshake with Composio.
+	TLSHandshakeTimeout time.Duration `env:"UPSTREAM_TLS_HANDSHAKE_TIMEOUT" envDefault:"5s"`
+	// Time limit for Composio's response headers once the request is sent;
+	// when it runs out, the client gets `504`. It bounds a stalled upstream
+	// (the proxy port has no write timeout).
+	ResponseHeaderTimeout time.Duration `env:"UPSTREAM_RESPONSE_HEADER_TIMEOUT" envDefault:"60s"`
+	// How long idle upstream connections are kept.
+	IdleConnTimeout time.Duration `env:"UPSTREAM_IDLE_CONN_TIMEOUT" envDefault:"90s"`
+	// Idle upstream connections kept for reuse (one host is behind the
+	// proxy, so the per-host cap is the one that matters).
+	MaxIdleConnsPerHost int `env:"UPSTREAM_MAX_IDLE_CONNS_PER_HOST" envDefault:"256"`
 }
 
 // DefaultTransportSettings are TransportSettings as their envDefault tags set them.
@@ -81,26 +92,25 @@ func checkUpstreamURL(raw string) error {
 // LookupSettings tune the guard's lookup, the list call to Composio
 // (GUARD_LOOKUP_*; the envDefault tags are the defaults).
 type LookupSettings struct {
-	// Timeout bounds the whole lookup (every page, the retry included).
-	// 0 takes the default.
+	// Time limit for one lookup, every page (and the one retry) included.
 	Timeout time.Duration `env:"LOOKUP_TIMEOUT" envDefault:"5s"`
-	// PageLimit is the page size asked with `limit`. The SDK's own check
-	// sends none and gets the server's default page; asking for a bigger one
-	// finds an ACTIVE account behind many INITIATED ones in one call.
-	// 0 sends no `limit` (byte for byte the SDK's query).
+	// The page size asked with `limit`, from 1 to 1000. The SDK's own check
+	// sends none and gets the server's default page; a bigger page finds an
+	// ACTIVE account behind many INITIATED ones in one call. `0` sends no
+	// `limit` (byte for byte the SDK's query).
 	PageLimit int `env:"LOOKUP_PAGE_LIMIT" envDefault:"100"`
-	// MaxPages bounds the pages read by following next_cursor; an answer
-	// that still has a next page after MaxPages is ErrTooManyPages rather
-	// than a silent miss (unless ListQuery.StopAtActive ended the lookup
-	// before). 0 takes the default.
+	// Most pages followed through `next_cursor`. An answer that still has a
+	// next page after them fails the check (`422`
+	// `ComposioGuard_CheckNotPossible`) rather than reading as a miss,
+	// unless an ACTIVE account ended the lookup before.
 	MaxPages int `env:"LOOKUP_MAX_PAGES" envDefault:"10"`
-	// BreakerThreshold consecutive failed lookups of one tenant (Composio's
-	// own failures: no connection, timeouts, 5xx, a 2xx that is no list;
-	// never 401/403/429 nor a caller-caused error, see CallerCaused) open
-	// that tenant's circuit breaker. 0 disables the breakers.
+	// Consecutive failed lookups of one credential (Composio's own failures:
+	// no connection, timeouts, 5xx, a 2xx that is no list; never 401, 403,
+	// 429 nor a caller-caused error) that open that credential's circuit
+	// breaker. While it is open, guarded requests fail fast per
+	// `GUARD_FAILURE_MODE`. `0` turns the breakers off.
 	BreakerThreshold int `env:"LOOKUP_BREAKER_THRESHOLD" envDefault:"5"`
-	// BreakerCooldown is how long a breaker stays open before one probe is
-	// let through.
+	// How long a breaker stays open before one trial lookup is let through.
 	BreakerCooldown time.Duration `env:"LOOKUP_BREAKER_COOLDOWN" envDefault:"10s"`
 }
 

@@ -8,7 +8,7 @@
 //	go run ./test/soak/cmd/soak -duration 1h
 //
 // The proxy settings that make the fault windows end within the driver's
-// grace period are listed in the README, section "Hardening".
+// grace period are listed in docs/hardening.md.
 package main
 
 import (

@@ -2,7 +2,7 @@
 # Load benchmark: composio-guard side by side with a bare httputil.ReverseProxy,
 # a naive guard (guarded links) and the tiny upstream, over loopback, proxies
 # pinned to CPU 0 and the load generator (wrk) + upstream to CPU 1. Prints a
-# table with the ratios of issues 7 and 13 and exits non-zero when a target is
+# table with the targets and cost ratios and exits non-zero when a target is
 # missed.
 #
 #   bench/run.sh            full run: 5 rounds of 5 s per target, targets back to back

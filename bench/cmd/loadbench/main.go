@@ -5,8 +5,8 @@
 // load generator (wrk), the upstream and this program to the other. It
 // prints a table per workload (req/s, p50, p99, CPU µs per request from
 // /proc/<pid>/stat, peak RSS from VmHWM), the ratios against the bare proxy
-// with the targets of issue 7, the cost per scenario against the bare proxy
-// (pass-through) and the naive guard (links) with the targets of issue 13,
+// with the performance targets, the cost per scenario against the bare proxy
+// (pass-through) and the naive guard (links) with their cost targets,
 // and exits 1 when a target is missed (2 when the benchmark itself could not
 // run). bench/run.sh builds and runs it.
 package main

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// verdict is one target of issue 7 (or a sanity check) and its outcome.
+// verdict is one performance target (or a sanity check) and its outcome.
 type verdict struct {
 	name, measured, limit string
 	pass                  bool
@@ -46,7 +46,7 @@ func (b *bench) pairedWith(wl, ref string, f func(g, ref sample) float64) (float
 func cpuRatio(g, ref sample) float64 { return g.cpuUS / ref.cpuUS }
 func rpsRatio(g, ref sample) float64 { return g.rps / ref.rps }
 
-// costVerdicts are the targets of issue 13, per scenario: what composio-guard
+// costVerdicts are the cost targets, per scenario: what composio-guard
 // spends in CPU per request against what the simplest program doing the same
 // job spends, measured in the same rounds. Pass-through is held to the bare
 // proxy; a guarded link (allowed or refused) to the naive guard, which makes
@@ -91,7 +91,7 @@ func (c costRow) verdict() verdict {
 	}
 }
 
-// verdicts computes the issue's targets from what was measured; a target
+// verdicts computes the targets from what was measured; a target
 // whose workloads did not run is left out.
 func (b *bench) verdicts() []verdict {
 	var vs []verdict
@@ -217,12 +217,12 @@ func (b *bench) report() string {
 			"kept by design and bounded by the lease store's cap.\n",
 			b.o.longDuration, l.reqs, l.cpuUS, l.linkErr, mib(l.hwmKiB), l)
 	}
-	s.WriteString("\n| target (issue 7) | measured | limit | result |\n|---|---|---|---|\n")
+	s.WriteString("\n| target | measured | limit | result |\n|---|---|---|---|\n")
 	for _, v := range b.verdicts() {
 		fmt.Fprintf(&s, "| %s | %s | %s | %s |\n", v.name, v.measured, v.limit, passFail(v.pass))
 	}
 	if cv := b.costVerdicts(); len(cv) > 0 {
-		s.WriteString("\n| scenario (issue 13) | guard CPU µs/req | compared with | its CPU µs/req | ratio | limit | result |\n" +
+		s.WriteString("\n| scenario | guard CPU µs/req | compared with | its CPU µs/req | ratio | limit | result |\n" +
 			"|---|---:|---|---:|---:|---|---|\n")
 		for _, c := range cv {
 			fmt.Fprintf(&s, "| %s | %.1f | %s | %.1f | %.2fx | <= %.2fx | %s |\n",

@@ -52,7 +52,12 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("logger: %w", err)
 	}
 	defer func() { _ = log.Sync() }()
-	log.Info("starting", zap.String("version", version), zap.String("revision", revision), zap.Stringer("config", cfg))
+	start := []zap.Field{zap.String("version", version), zap.String("revision", revision), zap.Stringer("config", cfg)}
+	if notes := cfg.Notes(); len(notes) > 0 {
+		// A default moved to fit a setting given: said in the start line too.
+		start = append(start, zap.Strings("notes", notes))
+	}
+	log.Info("starting", start...)
 	for _, n := range cfg.Notes() {
 		log.Info("setting adjusted", zap.String("note", n))
 	}

@@ -222,7 +222,7 @@ func TestSingleErrors(t *testing.T) {
 		{"upstream fragment", map[string]string{"GUARD_UPSTREAM_URL": "https://h/#x"}, "must not carry a fragment"},
 		{"bad listen addr", map[string]string{"GUARD_LISTEN_ADDR": "8080"}, "GUARD_LISTEN_ADDR: want host:port"},
 		{"bad port", map[string]string{"GUARD_ADMIN_ADDR": ":99999"}, "GUARD_ADMIN_ADDR: port \"99999\""},
-		{"same addr", map[string]string{"GUARD_ADMIN_ADDR": ":8080"}, "GUARD_ADMIN_ADDR: must differ from GUARD_LISTEN_ADDR"},
+		{"same addr", map[string]string{"GUARD_ADMIN_ADDR": ":8080", "GUARD_LISTEN_ADDR": "127.0.0.1:8080"}, "GUARD_ADMIN_ADDR: must differ from GUARD_LISTEN_ADDR"},
 		{"redis scheme", map[string]string{"GUARD_LOCK_BACKEND": "redis", "GUARD_REDIS_URL": "http://:pw@h:6379"}, "GUARD_REDIS_URL: scheme must be redis:// or rediss://"},
 		{"redis db", map[string]string{"GUARD_LOCK_BACKEND": "redis", "GUARD_REDIS_URL": "redis://:pw@h:6379/x"}, "invalid database number"},
 		{"redis unparseable", map[string]string{"GUARD_LOCK_BACKEND": "redis", "GUARD_REDIS_URL": "redis://:pw@h:port\x7f"}, "GUARD_REDIS_URL: not a valid URL"},

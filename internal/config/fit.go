@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"net"
 	"time"
 
 	"github.com/composio-guard/composio-guard/internal/server"
@@ -16,6 +17,40 @@ import (
 func (c *Config) fitTogether(set func(name string) bool) {
 	c.fitBodyBudget(set)
 	c.fitDrainDelay(set)
+	c.fitListeners(set)
+}
+
+// fitListeners fits GUARD_LISTEN_ADDR and GUARD_ADMIN_ADDR together: they
+// must not share a port. When the one given takes the other's default port
+// (GUARD_LISTEN_ADDR=:9090 alone), the other takes the port the given one
+// left: the two default ports swap.
+func (c *Config) fitListeners(set func(name string) bool) {
+	s := &c.Server
+	if !server.SameListener(s.ListenAddr, s.AdminAddr) {
+		return
+	}
+	def := server.DefaultSettings()
+	_, listenPort, _ := net.SplitHostPort(def.ListenAddr)
+	adminHost, adminPort, _ := net.SplitHostPort(def.AdminAddr)
+	listenHost, _, _ := net.SplitHostPort(def.ListenAddr)
+	switch listenSet, adminSet := set("LISTEN_ADDR"), set("ADMIN_ADDR"); {
+	case listenSet && !adminSet:
+		want := net.JoinHostPort(adminHost, listenPort)
+		if server.SameListener(s.ListenAddr, want) {
+			return
+		}
+		c.notes = append(c.notes, fmt.Sprintf("%sADMIN_ADDR moved from its default %s to %s, since %sLISTEN_ADDR (%s) takes its port",
+			Prefix, s.AdminAddr, want, Prefix, s.ListenAddr))
+		s.AdminAddr = want
+	case adminSet && !listenSet:
+		want := net.JoinHostPort(listenHost, adminPort)
+		if server.SameListener(want, s.AdminAddr) {
+			return
+		}
+		c.notes = append(c.notes, fmt.Sprintf("%sLISTEN_ADDR moved from its default %s to %s, since %sADMIN_ADDR (%s) takes its port",
+			Prefix, s.ListenAddr, want, Prefix, s.AdminAddr))
+		s.ListenAddr = want
+	}
 }
 
 // fitDrainDelay fits GUARD_DRAIN_DELAY and GUARD_SHUTDOWN_GRACE together: the

@@ -214,3 +214,53 @@ func TestTimingPairsNeverContradict(t *testing.T) {
 		}
 	}
 }
+
+// GUARD_LISTEN_ADDR and GUARD_ADMIN_ADDR, each set alone to any address:
+// when the one given takes the other's default port, the other moves to
+// the port left free, and the notes say so.
+func TestListenersFit(t *testing.T) {
+	for _, tc := range []struct {
+		env           map[string]string
+		listen, admin string
+		note          string
+	}{
+		{map[string]string{}, ":8080", ":9090", ""},
+		{map[string]string{"GUARD_LISTEN_ADDR": ":9090"}, ":9090", ":8080",
+			"GUARD_ADMIN_ADDR moved from its default :9090 to :8080, since GUARD_LISTEN_ADDR (:9090) takes its port"},
+		{map[string]string{"GUARD_LISTEN_ADDR": "127.0.0.1:9090"}, "127.0.0.1:9090", ":8080", "GUARD_ADMIN_ADDR moved"},
+		{map[string]string{"GUARD_LISTEN_ADDR": "[::1]:9090"}, "[::1]:9090", ":8080", "GUARD_ADMIN_ADDR moved"},
+		{map[string]string{"GUARD_ADMIN_ADDR": ":8080"}, ":9090", ":8080",
+			"GUARD_LISTEN_ADDR moved from its default :8080 to :9090, since GUARD_ADMIN_ADDR (:8080) takes its port"},
+		{map[string]string{"GUARD_ADMIN_ADDR": "0.0.0.0:8080"}, ":9090", "0.0.0.0:8080", "GUARD_LISTEN_ADDR moved"},
+		{map[string]string{"GUARD_LISTEN_ADDR": ":9091"}, ":9091", ":9090", ""},
+		{map[string]string{"GUARD_ADMIN_ADDR": "127.0.0.1:0"}, ":8080", "127.0.0.1:0", ""},
+		// Both given and apart: as given.
+		{map[string]string{"GUARD_LISTEN_ADDR": ":9090", "GUARD_ADMIN_ADDR": ":8080"}, ":9090", ":8080", ""},
+	} {
+		c, err := LoadFrom(tc.env)
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+			continue
+		}
+		if c.Server.ListenAddr != tc.listen || c.Server.AdminAddr != tc.admin {
+			t.Errorf("%v: listen %s, admin %s; want %s, %s", tc.env, c.Server.ListenAddr, c.Server.AdminAddr, tc.listen, tc.admin)
+		}
+		notes := strings.Join(c.Notes(), "\n")
+		if tc.note == "" && notes != "" || !strings.Contains(notes, tc.note) {
+			t.Errorf("%v: notes %q, want %q", tc.env, notes, tc.note)
+		}
+	}
+	// Any port, either listener alone, loads.
+	for _, key := range []string{"LISTEN_ADDR", "ADMIN_ADDR"} {
+		for _, v := range []string{":0", ":1", ":80", ":8080", ":9090", "127.0.0.1:8080", "127.0.0.1:9090", "[::]:9090", "localhost:8080", ":65535"} {
+			c, err := LoadFrom(map[string]string{Prefix + key: v})
+			if err != nil {
+				t.Errorf("%s%s=%s alone: %v", Prefix, key, v, err)
+				continue
+			}
+			if got := map[string]string{"LISTEN_ADDR": c.Server.ListenAddr, "ADMIN_ADDR": c.Server.AdminAddr}[key]; got != v {
+				t.Errorf("%s%s=%s alone: loaded as %s", Prefix, key, v, got)
+			}
+		}
+	}
+}

@@ -22,12 +22,14 @@ func linkDecisions() []string {
 	}
 }
 
-// Decisions of the sandbox and session policies (session create, update).
-func sessionDecisions() []string {
-	return []string{
-		DecisionAllowed, DecisionDefaulted, DecisionRejectedInvalid, DecisionRejectedPolicy,
-		DecisionInvalidRequest, DecisionClientGone,
+// Decisions of the sandbox and session policies on a session route: only
+// a create gets a default inserted (defaulted).
+func sessionDecisions(route string) []string {
+	d := []string{DecisionAllowed, DecisionRejectedInvalid, DecisionRejectedPolicy, DecisionInvalidRequest, DecisionClientGone}
+	if route == reqscope.RouteSessionCreate {
+		d = append(d, DecisionDefaulted)
 	}
+	return d
 }
 
 // DecisionSeries returns every {route, decision, mode} of
@@ -46,8 +48,8 @@ func DecisionSeries() [][3]string {
 		add(reqscope.RouteLink, linkDecisions())
 		add(reqscope.RouteCreate, linkDecisions())
 		add(reqscope.RouteSessionLink, linkDecisions())
-		add(reqscope.RouteSessionCreate, sessionDecisions())
-		add(reqscope.RouteSessionUpdate, sessionDecisions())
+		add(reqscope.RouteSessionCreate, sessionDecisions(reqscope.RouteSessionCreate))
+		add(reqscope.RouteSessionUpdate, sessionDecisions(reqscope.RouteSessionUpdate))
 	}
 	for _, route := range reqscope.Routes() {
 		out = append(out, [3]string{route, DecisionOff, string(ModeOff)})

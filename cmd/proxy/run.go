@@ -52,7 +52,12 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("logger: %w", err)
 	}
 	defer func() { _ = log.Sync() }()
-	log.Info("starting", zap.String("version", version), zap.String("revision", revision), zap.Stringer("config", cfg))
+	start := []zap.Field{zap.String("version", version), zap.String("revision", revision), zap.Stringer("config", cfg)}
+	if notes := cfg.Notes(); len(notes) > 0 {
+		// A default moved to fit a setting given: said in the start line too.
+		start = append(start, zap.Strings("notes", notes))
+	}
+	log.Info("starting", start...)
 	for _, n := range cfg.Notes() {
 		log.Info("setting adjusted", zap.String("note", n))
 	}
@@ -89,10 +94,10 @@ func startDemoUpstream(cfg *config.Config) (func(), error) {
 	go func() { _ = srv.Serve(l) }() // ErrServerClosed once stopped
 	cfg.Transport.URL = "http://" + l.Addr().String()
 	if _, set := os.LookupEnv("GUARD_LISTEN_ADDR"); !set {
-		cfg.Server.ListenAddr = "127.0.0.1:8080"
+		cfg.Server.ListenAddr = loopback(cfg.Server.ListenAddr)
 	}
 	if _, set := os.LookupEnv("GUARD_ADMIN_ADDR"); !set {
-		cfg.Server.AdminAddr = "127.0.0.1:9090"
+		cfg.Server.AdminAddr = loopback(cfg.Server.AdminAddr)
 	}
 	if _, set := os.LookupEnv("GUARD_DRAIN_DELAY"); !set {
 		cfg.Server.DrainDelay = 0
@@ -105,6 +110,16 @@ func startDemoUpstream(cfg *config.Config) (func(), error) {
 			_ = srv.Close()
 		}
 	}, nil
+}
+
+// loopback is addr (a default, or one derived from the other listener's
+// setting) on 127.0.0.1.
+func loopback(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort("127.0.0.1", port)
 }
 
 func printDemo(w io.Writer, proxyAddr, adminAddr string) {
@@ -147,7 +162,12 @@ var errNotReady = errors.New("not ready")
 func healthcheck(ctx context.Context, stderr io.Writer) int {
 	addr := os.Getenv("GUARD_ADMIN_ADDR")
 	if addr == "" {
+		// The admin address the proxy derives from its settings: a
+		// GUARD_LISTEN_ADDR on the admin's default port moves it.
 		addr = ":9090"
+		if cfg, err := config.Load(); err == nil {
+			addr = cfg.Server.AdminAddr
+		}
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {

@@ -80,6 +80,7 @@ func New(cfg config.Config, o Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	createSeries(m, store.Backend())
 	// A session link's lookup reads the session first; it is counted as a
 	// lookup (the same list of Composio calls the guard adds).
 	sessions := upstream.NewSessionClient(target, upstream.Instrument(rt, upstream.OpLookup, m),

@@ -61,7 +61,7 @@ type Config struct {
 	Transport upstream.TransportSettings
 
 	// What LoadFrom changed so that the settings given fit together (see
-	// fitBodyBudget); Notes reports it.
+	// fitTogether); Notes reports it.
 	notes []string
 }
 
@@ -82,7 +82,7 @@ func LoadFrom(environ map[string]string) (Config, error) {
 		errs = append(errs, parseErrors(err)...)
 	}
 	c.normalize()
-	c.fitBodyBudget(func(name string) bool { return isSet(environ, name) })
+	c.fitTogether(func(name string) bool { return isSet(environ, name) })
 	if err := c.Validate(); err != nil {
 		// A variable that failed to parse holds its zero value: do not
 		// report it a second time as out of range.

@@ -58,8 +58,9 @@ func newDuplicatePolicy(cfg Config, tools *bodyTools, lister Lister, store lock.
 		p.multi[id] = struct{}{}
 	}
 	p.lockWaitObs = m.LockWait.WithLabelValues(p.backend)
-	p.leases = make(map[string]prometheus.Counter, 4)
-	for _, r := range []string{leaseHit, leaseMiss, leaseStale, leaseStored} {
+	results := LeaseResults()
+	p.leases = make(map[string]prometheus.Counter, len(results))
+	for _, r := range results {
 		p.leases[r] = m.Leases.WithLabelValues(r)
 	}
 	// The work ends before the lock's TTL so that a Redis lock never lapses

@@ -232,6 +232,8 @@ func newEnv(t *testing.T, cfg intercept.Config, opts ...envOpt) *env {
 		default:
 		}
 	}))
+	// Cleanups run last first: the check runs once the server is closed.
+	t.Cleanup(func() { checkSeriesClosed(t, e.m, e.store.Backend()) })
 	t.Cleanup(e.srv.Close)
 	return e
 }

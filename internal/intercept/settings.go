@@ -291,9 +291,21 @@ func (g Config) validateSandbox(p *settings.Problems) {
 		if !g.SandboxDefaultSize.Valid() {
 			p.Add("SANDBOX_DEFAULT_SIZE", "%q is not one of %s", g.SandboxDefaultSize, sizes)
 		} else if policyOK && !g.SandboxRules().Allows(g.SandboxDefaultSize) {
-			p.Add("SANDBOX_DEFAULT_SIZE", "%q is not allowed by the sandbox policy (allowed: %s)", g.SandboxDefaultSize, joinSizes(g.SandboxRules().AllowedSizes()))
+			p.Add("SANDBOX_DEFAULT_SIZE", "%q is not allowed by the sandbox policy (%s; allowed: %s)", g.SandboxDefaultSize, g.policyVars(), joinSizes(g.SandboxRules().AllowedSizes()))
 		}
 	}
+}
+
+// policyVars names the settings that make the sandbox policy, as given.
+func (g Config) policyVars() string {
+	var parts []string
+	if g.SandboxMaxSize != "" {
+		parts = append(parts, settings.Prefix+"SANDBOX_MAX_SIZE="+string(g.SandboxMaxSize))
+	}
+	if len(g.SandboxAllowedSizes) > 0 {
+		parts = append(parts, settings.Prefix+"SANDBOX_ALLOWED_SIZES="+joinSizes(g.SandboxAllowedSizes))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // SandboxRules is the tier policy the settings ask for.

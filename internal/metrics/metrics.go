@@ -24,6 +24,15 @@ var wideBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 // Buckets for the proxy's own overhead (20 µs to 50 ms).
 var fineBuckets = []float64{0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05}
 
+// CreatedOnFirstUse names the labelled families that have no series until
+// the first request: their code label is open (whatever status Composio
+// answers is passed on), so no combination is known in advance. Every
+// other labelled family has its closed label sets created at zero when the
+// proxy starts (internal/app, docs/monitoring-series.md).
+func CreatedOnFirstUse() []string {
+	return []string{namespace + "_http_requests_total", namespace + "_http_request_duration_seconds"}
+}
+
 // Build describes the running binary for composio_guard_build_info.
 type Build struct {
 	Version  string

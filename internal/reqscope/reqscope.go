@@ -24,6 +24,11 @@ const (
 	RouteSessionLink   = "session_link" // a Tool Router session's authorize(toolkit)
 )
 
+// Routes lists every route name, the closed set of the route label.
+func Routes() []string {
+	return []string{RoutePassthrough, RouteLink, RouteCreate, RouteSessionCreate, RouteSessionUpdate, RouteSessionLink}
+}
+
 // Scope is what one request carries through the chain. Fields other than the
 // atomics are written by the one goroutine that serves the request.
 type Scope struct {

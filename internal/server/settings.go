@@ -108,6 +108,12 @@ func checkAddr(addr string) error {
 	return nil
 }
 
+// SameListener reports whether two addresses, both valid, would collide
+// (GUARD_LISTEN_ADDR and GUARD_ADMIN_ADDR must not).
+func SameListener(a, b string) bool {
+	return checkAddr(a) == nil && checkAddr(b) == nil && sameListener(a, b)
+}
+
 // sameListener reports whether two valid addresses would collide. Port 0 is
 // a fresh ephemeral port each time, so it never collides.
 func sameListener(a, b string) bool {

@@ -124,7 +124,7 @@ func NewListClient(base *url.URL, rt http.RoundTripper, s LookupSettings, o List
 	var gauge stateGauge
 	if m := o.Metrics; m != nil {
 		c.rt = Instrument(rt, OpLookup, m)
-		gauge = m.BreakerState.WithLabelValues("lookup")
+		gauge = m.BreakerState.WithLabelValues(BreakerLookup)
 		c.obs = make(map[string]prometheus.Observer, len(lookupResults))
 		for _, r := range lookupResults {
 			c.obs[r] = m.Lookup.WithLabelValues(r)

@@ -29,13 +29,36 @@ var labelLists = map[string]bool{
 	"group_left": true, "group_right": true,
 }
 
-// metricNames returns the metric names a PromQL expression selects. It is a
-// small scanner, not a parser: strings, label matchers, ranges, Grafana
-// variables, numbers, durations, functions and label lists are skipped, and
-// every other identifier is a metric name. Selecting by __name__ is refused,
-// since such a name could not be checked.
+// metricNames returns the metric names a PromQL expression selects.
 func metricNames(expr string) ([]string, error) {
+	sels, err := selectors(expr)
+	if err != nil {
+		return nil, err
+	}
 	found := map[string]bool{}
+	for _, sel := range sels {
+		found[sel.name] = true
+	}
+	return slices.Sorted(maps.Keys(found)), nil
+}
+
+// matcher is one label matcher of a selector: label op "value".
+type matcher struct{ label, op, value string }
+
+// selector is a metric name with the label matchers written after it.
+type selector struct {
+	name     string
+	matchers []matcher
+}
+
+// selectors returns the selectors of a PromQL expression, in order. It is a
+// small scanner, not a parser (the Prometheus parser is no dependency):
+// strings, ranges, Grafana variables, numbers, durations, functions and
+// label lists are skipped, every other identifier is a metric name, and the
+// braces right after one are its matchers. Selecting by __name__ is
+// refused, since such a name could not be checked.
+func selectors(expr string) ([]selector, error) {
+	var found []selector
 	s := expr
 	i := 0
 	skipString := func(j int) (int, error) {
@@ -147,14 +170,111 @@ func metricNames(expr string) ([]string, error) {
 			case k < len(s) && s[k] == '(':
 				// A function or an aggregation.
 			default:
-				found[word] = true
+				sel := selector{name: word}
+				if k < len(s) && s[k] == '{' {
+					n, err := skipGroup(k, '{', '}')
+					if err != nil {
+						return nil, err
+					}
+					if sel.matchers, err = parseMatchers(s[k+1 : n-1]); err != nil {
+						return nil, fmt.Errorf("matchers of %s: %w", word, err)
+					}
+					j = n
+				}
+				found = append(found, sel)
 			}
 			i = j
 		default:
 			i++
 		}
 	}
-	return slices.Sorted(maps.Keys(found)), nil
+	return found, nil
+}
+
+// parseMatchers reads `label op "value", ...` (the inside of the braces).
+func parseMatchers(in string) ([]matcher, error) {
+	var out []matcher
+	i := 0
+	space := func() {
+		for i < len(in) && strings.ContainsRune(" \t\r\n", rune(in[i])) {
+			i++
+		}
+	}
+	for {
+		space()
+		if i == len(in) {
+			return out, nil
+		}
+		j := i
+		for j < len(in) && (in[j] == '_' || in[j] >= 'a' && in[j] <= 'z' || in[j] >= 'A' && in[j] <= 'Z' || j > i && in[j] >= '0' && in[j] <= '9') {
+			j++
+		}
+		if j == i {
+			return nil, fmt.Errorf("label name expected at %q", in[i:])
+		}
+		m := matcher{label: in[i:j]}
+		i = j
+		space()
+		for _, op := range []string{"=~", "!~", "!=", "="} {
+			if strings.HasPrefix(in[i:], op) {
+				m.op = op
+				i += len(op)
+				break
+			}
+		}
+		if m.op == "" {
+			return nil, fmt.Errorf("operator expected after %s", m.label)
+		}
+		space()
+		if i == len(in) || !strings.ContainsRune("\"'`", rune(in[i])) {
+			return nil, fmt.Errorf("quoted value expected after %s%s", m.label, m.op)
+		}
+		q := in[i]
+		var b strings.Builder
+		for i++; ; i++ {
+			if i == len(in) {
+				return nil, fmt.Errorf("unterminated value of %s", m.label)
+			}
+			c := in[i]
+			if c == q {
+				i++
+				break
+			}
+			if c == '\\' && q != '`' && i+1 < len(in) {
+				i++
+				c = in[i]
+			}
+			b.WriteByte(c)
+		}
+		m.value = b.String()
+		out = append(out, m)
+		space()
+		if i < len(in) {
+			if in[i] != ',' {
+				return nil, fmt.Errorf("comma expected at %q", in[i:])
+			}
+			i++
+		}
+	}
+}
+
+func TestSelectors(t *testing.T) {
+	got, err := selectors(`sum(rate(a_total{job=~"$job", decision="failed_open", x!='y\'z'}[5m])) / b{ l = "v" ,}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []selector{
+		{"a_total", []matcher{{"job", "=~", "$job"}, {"decision", "=", "failed_open"}, {"x", "!=", "y'z"}}},
+		{"b", []matcher{{"l", "=", "v"}}},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("selectors = %v, want %v", got, want)
+	}
+	for _, bad := range []string{`a{b}`, `a{b="c" d="e"}`, `a{="c"}`, `a{b=c}`} {
+		if _, err := selectors(bad); err == nil {
+			t.Errorf("selectors(%q) accepted it", bad)
+		}
+	}
 }
 
 func TestMetricNames(t *testing.T) {

@@ -186,6 +186,13 @@ func TestConfig(t *testing.T) {
 		{"unparseable duration", []string{"-check-config"}, []string{"GUARD_LOOKUP_TIMEOUT=soon"}, -1,
 			[]string{"GUARD_LOOKUP_TIMEOUT"}},
 		{"valid -check-config", []string{"-check-config"}, []string{"GUARD_MODE=shadow", "GUARD_FAILURE_MODE=open"}, 0, nil},
+		// A default gives way to the one setting given, and says so.
+		{"shutdown grace alone", []string{"-check-config"}, []string{"GUARD_SHUTDOWN_GRACE=5s"}, 0,
+			[]string{"configuration ok", "GUARD_SHUTDOWN_GRACE=5s GUARD_DRAIN_DELAY=1s", "note: GUARD_DRAIN_DELAY lowered from its default 5s to 1s"}},
+		{"drain delay alone", []string{"-check-config"}, []string{"GUARD_DRAIN_DELAY=30s"}, 0,
+			[]string{"GUARD_SHUTDOWN_GRACE=50s GUARD_DRAIN_DELAY=30s", "note: GUARD_SHUTDOWN_GRACE raised from its default 25s to 50s"}},
+		{"drain delay and grace contradict", []string{"-check-config"}, []string{"GUARD_SHUTDOWN_GRACE=5s", "GUARD_DRAIN_DELAY=5s"}, -1,
+			[]string{"GUARD_DRAIN_DELAY: (5s) must be shorter than GUARD_SHUTDOWN_GRACE (5s)"}},
 		{"version", []string{"-version"}, nil, 0, []string{"composio-guard"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 // closed label set the proxy can count, from the label lists of the
 // packages that count them: dashboards and rules then read zeros, not "No
 // data", and rate() and absent() behave from the first scrape. It is the
-// one place that says which series exist at start (docs/monitoring-series.md).
+// one place that says which series exist at start (docs/monitoring.md, "Series at the first scrape").
 //
 // Left to their first use: the HTTP request families, whose code label is
 // open (metrics.CreatedOnFirstUse). The lock series carry only the backend

@@ -28,7 +28,7 @@ var fineBuckets = []float64{0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.
 // the first request: their code label is open (whatever status Composio
 // answers is passed on), so no combination is known in advance. Every
 // other labelled family has its closed label sets created at zero when the
-// proxy starts (internal/app, docs/monitoring-series.md).
+// proxy starts (internal/app, docs/monitoring.md, "Series at the first scrape").
 func CreatedOnFirstUse() []string {
 	return []string{namespace + "_http_requests_total", namespace + "_http_request_duration_seconds"}
 }

@@ -17,9 +17,10 @@ type Settings struct {
 	// to the guard or to Composio.
 	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8080"`
 	// The admin port: `/livez`, `/readyz`, `/metrics` and, when enabled,
-	// `/debug/pprof/`. It must differ from `GUARD_LISTEN_ADDR`. Nothing is
-	// proxied from this port. Port `0` picks a free port, and both
-	// listeners may use it.
+	// `/debug/pprof/`. Nothing is proxied from this port. It must differ
+	// from `GUARD_LISTEN_ADDR`; when only one of the two is set, on the
+	// other's default port, the two defaults swap. Port `0` picks a free
+	// port, and both listeners may use it.
 	AdminAddr string `env:"ADMIN_ADDR" envDefault:":9090"`
 	// Time allowed for a client to send its request headers; this stops
 	// slowloris clients that dribble headers.
@@ -33,12 +34,16 @@ type Settings struct {
 	// to `true` only when a trusted hop in front of the proxy sets them (the
 	// forward then passes `X-Forwarded-*` on).
 	TrustForwarded bool `env:"TRUST_FORWARDED" envDefault:"false"`
-	// Time from SIGTERM until in-flight requests are cut. Keep it below the
-	// pod's `terminationGracePeriodSeconds` (30 s by default).
+	// Time from SIGTERM until in-flight requests are cut, the drain delay
+	// included. Keep it below the pod's `terminationGracePeriodSeconds` (30 s
+	// by default). Set alone below the drain delay's default, it brings the
+	// drain delay down to a fifth of it.
 	ShutdownGrace time.Duration `env:"SHUTDOWN_GRACE" envDefault:"25s"`
 	// Time between `/readyz` turning `503` and the proxy port closing, so
 	// that load balancers notice; requests are still served meanwhile, with
-	// `Connection: close`. It must be shorter than `GUARD_SHUTDOWN_GRACE`.
+	// `Connection: close`. It must be shorter than `GUARD_SHUTDOWN_GRACE`:
+	// unset, it is derived to fit inside a grace that was set; set alone,
+	// the grace grows to leave in-flight requests their 20 s.
 	DrainDelay time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
 	// `debug`, `info`, `warn` or `error`. Logs are JSON lines on stderr,
 	// never sampled.

@@ -35,7 +35,7 @@ var targetLabels = map[string]bool{"job": true, "instance": true, "namespace": t
 // code) are the exception: they must appear with the first request.
 // Both lock backends are run; the dashboard and the rules select no backend
 // value, and each process exposes the series of its own backend only (see
-// docs/monitoring-series.md).
+// docs/monitoring.md, "Series at the first scrape").
 func TestFirstScrapeHasEverySeriesUsed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")

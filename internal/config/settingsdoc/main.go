@@ -84,7 +84,8 @@ masked.
 When a default would contradict the one setting you gave (a drain delay
 longer than a short shutdown grace, say), the default gives way, and the
 start line says so (` + "`setting adjusted`" + `, also printed by ` + "`-check-config`" + `).
-Only two explicit settings that contradict each other are refused.
+Only two explicit settings that contradict each other are refused; the pairs
+and what each default does are in [settings-rules.md](settings-rules.md).
 
 `
 

@@ -255,7 +255,9 @@ func listFilter(q url.Values, key string) []string {
 	return out
 }
 
-func (f *Fake) handleList(w http.ResponseWriter, r *http.Request, project string) {
+// handleList answers the list call. nullAfter > 0 plays the pagination
+// quirk: next_cursor is null once a page ends at or past nullAfter items.
+func (f *Fake) handleList(w http.ResponseWriter, r *http.Request, project string, nullAfter int) {
 	if strings.HasPrefix(project, "scoped_nolist_") {
 		writeError(w, r, http.StatusForbidden, CodeForbidden, SlugForbidden,
 			"This API key is not allowed to list connected accounts.", "Use a key with the connected_accounts:read scope.")
@@ -335,7 +337,7 @@ func (f *Fake) handleList(w http.ResponseWriter, r *http.Request, project string
 		items = append(items, item(a))
 	}
 	var next any
-	if before+len(page) < len(match) && len(page) > 0 {
+	if before+len(page) < len(match) && len(page) > 0 && (nullAfter == 0 || before+len(page) < nullAfter) {
 		next = encodeCursor(page[len(page)-1].seq)
 	}
 	total := len(match)

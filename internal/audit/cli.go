@@ -172,7 +172,8 @@ func Main(ctx context.Context, inv Invocation) int {
 		return ExitIncomplete // flag printed the error and the usage
 	}
 	if fs.NArg() > 0 {
-		return fail("unexpected argument %q (the credential is read from the environment only; see -h)", printable(fs.Arg(0)))
+		// Not echoed: it may be a key given the wrong way.
+		return fail("unexpected argument after the flags (the credential is read from the environment only, never from an argument; see -h)")
 	}
 	switch *format {
 	case FormatTable, FormatJSON, FormatCSV:

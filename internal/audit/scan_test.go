@@ -216,4 +216,3 @@ func TestCanceled(t *testing.T) {
 	}
 	f.Close()
 }
-

@@ -151,10 +151,10 @@ func WriteSummary(w io.Writer, s Summary) {
 	fmt.Fprintf(w, "time: %s\n", (time.Duration(s.Seconds * float64(time.Second))).Round(time.Millisecond))
 	switch {
 	case !s.Complete:
-		fmt.Fprintf(w, "result: INCOMPLETE, this is a partial result and does not show the project is clean: %s\n", printable(s.Incomplete))
+		fmt.Fprintf(w, "result: INCOMPLETE (exit 2), this does not show the project is clean: %s\n", printable(s.Incomplete))
 	case s.DuplicateGroups > 0:
-		fmt.Fprintln(w, "result: duplicates found")
+		fmt.Fprintln(w, "result: duplicates found (exit 1)")
 	default:
-		fmt.Fprintln(w, "result: no duplicates")
+		fmt.Fprintln(w, "result: no duplicates (exit 0)")
 	}
 }

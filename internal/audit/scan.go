@@ -66,8 +66,8 @@ type Options struct {
 	MaxWait      time.Duration // default DefaultMaxWait
 	LowRemaining int           // default DefaultLowRemaining; negative: never slow down
 	MaxPause     time.Duration // default DefaultMaxPause
-	// MinInterval is a rate cap: at least this long between two calls
-	// (the periodic audit's GUARD_AUDIT_MAX_RATE). 0: no cap.
+	// MinInterval is a rate cap: at least this long from one call's answer
+	// to the next call (the periodic audit's rate cap). 0: no cap.
 	MinInterval time.Duration
 
 	Now      func() time.Time // default time.Now
@@ -98,7 +98,7 @@ type Report struct {
 }
 
 // ErrPartial is a scan that read fewer accounts than Composio said exist.
-var ErrPartial = errors.New("audit: partial result")
+var ErrPartial = errors.New("partial result")
 
 // NewClient is the scan's own HTTP client: its own transport and
 // connection pool, with timeouts, never the proxy's.
@@ -138,7 +138,7 @@ type scanner struct {
 	now      func() time.Time
 	ttl      time.Duration
 	pageSize int
-	last     time.Time // the last call's start, for MinInterval
+	last     time.Time // when the last call's answer came, for MinInterval
 	pause    time.Duration
 }
 
@@ -322,6 +322,7 @@ func (s *scanner) fetch(ctx context.Context, rawURL string, buf *bytes.Buffer) e
 			return err
 		}
 		retryIn, err := s.once(ctx, rawURL, buf)
+		s.last = s.now()
 		if err == nil {
 			return nil
 		}
@@ -351,11 +352,8 @@ func (s *scanner) wait(ctx context.Context) error {
 		d = max(d, s.o.MinInterval-s.now().Sub(s.last))
 	}
 	if d > 0 {
-		if err := sleep(ctx, d); err != nil {
-			return err
-		}
+		return sleep(ctx, d)
 	}
-	s.last = s.now()
 	return nil
 }
 

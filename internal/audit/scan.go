@@ -97,8 +97,35 @@ type Report struct {
 	Incomplete string
 }
 
-// ErrPartial is a scan that read fewer accounts than Composio said exist.
+// ErrPartial is a scan that read fewer accounts than Composio said exist
+// (or could not check it).
 var ErrPartial = errors.New("partial result")
+
+// ErrBadAnswer is a list answer that is not the expected JSON.
+var ErrBadAnswer = errors.New("the list answer is not the expected JSON")
+
+// Reason names why a scan did not complete, for
+// composio_guard_audit_errors_total (metrics.AuditErrorReasons).
+func Reason(err error) string {
+	if es, ok := errors.AsType[*errStatus](err); ok {
+		switch {
+		case es.code == http.StatusTooManyRequests:
+			return "rate_limited"
+		case es.code >= 500 || es.code == http.StatusRequestTimeout:
+			return "upstream"
+		}
+		return "refused"
+	}
+	switch {
+	case errors.Is(err, ErrPartial):
+		return "partial"
+	case errors.Is(err, ErrBadAnswer):
+		return "bad_answer"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "upstream"
+}
 
 // NewClient is the scan's own HTTP client: its own transport and
 // connection pool, with timeouts, never the proxy's.
@@ -234,7 +261,7 @@ func (s *scanner) scan(ctx context.Context, g *Grouper, rep *Report, start time.
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("page %d: the list answer is not the expected JSON: %w", rep.Pages+1, err)
+			return fmt.Errorf("page %d: %w: %w", rep.Pages+1, ErrBadAnswer, err)
 		}
 		rep.Pages++
 		if pg.hasTotal {
@@ -399,7 +426,7 @@ func (s *scanner) once(ctx context.Context, rawURL string, buf *bytes.Buffer) (r
 		}
 		return 0, fmt.Errorf("reading the list answer: %w", scrub(rerr))
 	case n > MaxPageBytes:
-		return -1, fmt.Errorf("a list answer is larger than %d bytes", MaxPageBytes)
+		return -1, fmt.Errorf("%w: larger than %d bytes", ErrBadAnswer, MaxPageBytes)
 	}
 	return 0, nil
 }

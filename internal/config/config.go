@@ -17,6 +17,7 @@ import (
 
 	"github.com/caarlos0/env/v10"
 
+	"github.com/composio-guard/composio-guard/internal/audit"
 	"github.com/composio-guard/composio-guard/internal/lock"
 	"github.com/composio-guard/composio-guard/internal/server"
 	"github.com/composio-guard/composio-guard/internal/settings"
@@ -37,6 +38,7 @@ type Config struct {
 	Lookup    upstream.LookupSettings    // the guard's connected-account lookup
 	Lock      lock.Settings              // per-key lock and pending-link leases
 	Transport upstream.TransportSettings // where Composio is, and the transport to it
+	Audit     audit.Settings             // the periodic audit of existing duplicates (off by default)
 
 	// What LoadFrom changed so that the settings given fit together (see
 	// fitBodyBudget); Notes reports it.
@@ -184,6 +186,8 @@ func walk(v reflect.Value, fn func(key string, sf reflect.StructField, f reflect
 func (c *Config) normalize() {
 	c.Transport.URL = strings.TrimSpace(c.Transport.URL)
 	c.Lock.RedisURL = strings.TrimSpace(c.Lock.RedisURL)
+	c.Audit.AuditAPIKey = strings.TrimSpace(c.Audit.AuditAPIKey)
+	c.Audit.AuditAPIPrefix = strings.TrimSpace(c.Audit.AuditAPIPrefix)
 	c.Guard.Normalize()
 }
 
@@ -196,6 +200,7 @@ func (c Config) Validate() error {
 	p.Join(c.Lookup.Validate())
 	p.Join(c.Lock.Validate())
 	p.Join(c.Transport.Validate())
+	p.Join(c.Audit.Validate())
 	return p.Err()
 }
 
@@ -242,6 +247,10 @@ func (c Config) String() string {
 		switch key {
 		case "REDIS_URL", "UPSTREAM_URL":
 			b.WriteString(RedactURL(f.String()))
+		case "AUDIT_API_KEY": // a secret: only whether it is set
+			if f.String() != "" {
+				b.WriteString("xxxxx")
+			}
 		default:
 			b.WriteString(render(f))
 		}

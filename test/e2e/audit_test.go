@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/testproc"
 )
 
 // auditRun runs `composio-guard audit args...` as a process, with env only
@@ -111,6 +112,61 @@ func TestAuditSubcommand(t *testing.T) {
 	for _, q := range f.RequestsOf(t, key, "") {
 		if q.Method != "GET" || q.Route != composiotest.RouteList {
 			t.Errorf("the audit sent %s %s", q.Method, q.Path)
+		}
+	}
+}
+
+// TestPeriodicAuditMetrics: with the audit off, its series exist at their
+// neutral values on the first scrape; with it on, the proxy audits the
+// fake and the gauges say what it found; the key is never printed.
+func TestPeriodicAuditMetrics(t *testing.T) {
+	f := startFake(t)
+	off := startProxy(t, "audit-off", f.URL)
+	text := off.MetricsText(t)
+	for _, name := range []string{"composio_guard_audit_interval_seconds", "composio_guard_audit_duplicate_groups",
+		"composio_guard_audit_new_duplicate_groups", "composio_guard_audit_accounts_scanned",
+		"composio_guard_audit_last_success_timestamp_seconds"} {
+		if v, ok := testproc.MetricFrom(text, name, nil); !ok || v != 0 {
+			t.Errorf("audit off: %s = %v (present %v), want 0", name, v, ok)
+		}
+	}
+	for _, r := range []string{"partial", "refused", "rate_limited", "upstream", "bad_answer", "timeout", "lock"} {
+		if v, ok := testproc.MetricFrom(text, "composio_guard_audit_errors_total", map[string]string{"reason": r}); !ok || v != 0 {
+			t.Errorf("audit off: errors{reason=%s} = %v (present %v)", r, v, ok)
+		}
+	}
+
+	key := uniq("sk_periodic_SECRET")
+	f.SeedBulk(t, composiotest.Seed{Credential: key, Count: 12, Users: 10, CreatedAt: time.Now().Add(-time.Hour)})
+	on := startProxy(t, "audit-on", f.URL, "GUARD_AUDIT_INTERVAL=1h", "GUARD_AUDIT_API_KEY="+key)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(on.LogLines("audit done")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no audit:\n%s", testproc.Tail(on.Logs(), 20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	text = on.MetricsText(t)
+	for name, want := range map[string]float64{
+		"composio_guard_audit_interval_seconds":     3600,
+		"composio_guard_audit_duplicate_groups":     2,
+		"composio_guard_audit_new_duplicate_groups": 0,
+		"composio_guard_audit_accounts_scanned":     12,
+	} {
+		if v, ok := testproc.MetricFrom(text, name, nil); !ok || v != want {
+			t.Errorf("audit on: %s = %v, want %v", name, v, want)
+		}
+	}
+	if strings.Contains(on.Logs(), key) {
+		t.Error("the audit key is in the logs")
+	}
+	if !strings.Contains(on.Logs(), "GUARD_AUDIT_API_KEY=xxxxx") {
+		t.Error("the printed config does not show the key masked")
+	}
+	// The audit's calls carry its own key and user agent, and only list.
+	for _, q := range f.RequestsOf(t, key, "") {
+		if q.Method != "GET" || q.Route != composiotest.RouteList || !strings.HasPrefix(q.Header.Get("User-Agent"), "composio-guard-audit/") {
+			t.Errorf("audit call %s %s UA %q", q.Method, q.Path, q.Header.Get("User-Agent"))
 		}
 	}
 }

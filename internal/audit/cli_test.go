@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -205,5 +206,31 @@ func TestBaseURL(t *testing.T) {
 	r = runEnv(t, env(audit.EnvAPIKey, secretKey, audit.EnvUpstream, "http://127.0.0.1:1"), "--max-retries", "0")
 	if r.code != audit.ExitIncomplete || !strings.Contains(r.stdout, "INCOMPLETE") {
 		t.Errorf("unreachable: exit %d %s", r.code, r.stdout)
+	}
+}
+
+// TestProgressOnTerminal: on a terminal, a live line on stderr (pages,
+// accounts of total_items), erased at the end; stdout is the same table.
+func TestProgressOnTerminal(t *testing.T) {
+	f, srv := newFake(t)
+	if _, err := f.Seed(composiotest.Seed{Credential: secretKey, Count: 2100, Users: 2000}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	code := audit.Main(context.Background(), audit.Invocation{
+		Args: []string{"--format", "csv"}, Getenv: env(audit.EnvAPIKey, secretKey, audit.EnvUpstream, srv.URL),
+		Stdout: &out, Stderr: &errb, Terminal: true,
+	})
+	if code != audit.ExitDuplicates || len(parseCSV(t, out.String())) != 101 {
+		t.Fatalf("exit %d\n%s", code, out.String())
+	}
+	e := errb.String()
+	for _, s := range []string{"\r\x1b[Kscanning: 1 pages, 1000 accounts of 2100 (47%)", "scanning: 3 pages, 2100 accounts of 2100 (100%)", "duplicate groups: 100"} {
+		if !strings.Contains(e, s) {
+			t.Errorf("stderr lacks %q:\n%q", s, e)
+		}
+	}
+	if strings.Contains(e, "SECRETVALUE") || strings.Contains(out.String(), "\r") {
+		t.Errorf("stdout %q stderr %q", out.String(), e)
 	}
 }

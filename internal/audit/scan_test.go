@@ -154,14 +154,18 @@ func TestRetriesBounded(t *testing.T) {
 // LowRemaining, the calls are spread out; checked on the fake's own request
 // times (lower bounds only: a slow machine cannot make them fail).
 func TestSlowsWhenRateLimitRunsLow(t *testing.T) {
-	f, srv := newFake(t, composiotest.WithRateLimit(6))
+	// The fake's window is the wall-clock minute: a clock that starts at a
+	// minute's start keeps the whole test in one window.
+	base, start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Now()
+	clock := func() time.Time { return base.Add(time.Since(start)) }
+	f, srv := newFake(t, composiotest.WithRateLimit(6), composiotest.WithClock(clock))
 	if _, err := f.Seed(composiotest.Seed{Credential: secretKey, Count: 6}); err != nil {
 		t.Fatal(err)
 	}
-	base, _ := url.Parse(srv.URL)
+	u, _ := url.Parse(srv.URL)
 	const pause = 250 * time.Millisecond
 	rep, err := audit.Run(context.Background(), audit.Options{
-		BaseURL: base, Header: http.Header{"X-Api-Key": {secretKey}}, PageSize: 1,
+		BaseURL: u, Header: http.Header{"X-Api-Key": {secretKey}}, PageSize: 1,
 		LowRemaining: 3, MaxPause: pause,
 	})
 	if err != nil || !rep.Complete || rep.Scanned != 6 {

@@ -15,8 +15,11 @@ import (
 
 // Scan defaults and caps.
 const (
-	// MaxPageSize is the largest page Composio's list accepts (limit).
+	// MaxPageSize is the largest page Composio's list accepts (limit), as
+	// far as known (the fake's cap); see fallbackPageSize.
 	MaxPageSize = 1000
+	// fallbackPageSize is asked once when the first page's limit is refused.
+	fallbackPageSize = 100
 	// DefaultPendingTTL is the guard's GUARD_PENDING_MAX_TTL default.
 	DefaultPendingTTL = 15 * time.Minute
 	// MaxPageBytes caps one list answer read into memory.
@@ -248,6 +251,14 @@ func (s *scanner) scan(ctx context.Context, g *Grouper, rep *Report, start time.
 		u := base
 		u.RawQuery = s.query(cursor)
 		if err := s.fetch(ctx, u.String(), &buf); err != nil {
+			// The largest page Composio accepts is not documented: should
+			// it refuse limit=1000, fall back once to its SDKs' usual 100.
+			if es, ok := errors.AsType[*errStatus](err); ok && rep.Pages == 0 && s.pageSize > fallbackPageSize &&
+				(es.code == http.StatusBadRequest || es.code == http.StatusUnprocessableEntity) {
+				s.warn("Composio refused limit=%d (%d); asking pages of %d", s.pageSize, es.code, fallbackPageSize)
+				s.pageSize = fallbackPageSize
+				continue
+			}
 			return fmt.Errorf("page %d: %w", rep.Pages+1, err)
 		}
 		pg, err := parsePage(buf.Bytes(), func(it *Item) error {

@@ -220,3 +220,34 @@ func TestCanceled(t *testing.T) {
 	}
 	f.Close()
 }
+
+// TestPageSizeFallback: should Composio refuse limit=1000 (400), the audit
+// asks pages of 100 instead, once, and completes.
+func TestPageSizeFallback(t *testing.T) {
+	f, srv := newFake(t)
+	if _, err := f.Seed(composiotest.Seed{Credential: secretKey, Count: 250}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SetFault(composiotest.RouteList, composiotest.Fault{Status: 400, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, srv, "--format", "json")
+	if out := parseJSON(t, r); r.code != audit.ExitClean || out.Summary.AccountsScanned != 250 || out.Summary.Pages != 3 {
+		t.Fatalf("exit %d %+v\n%s", r.code, out.Summary, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "refused limit=1000") {
+		t.Errorf("no warning: %q", r.stderr)
+	}
+	reqs := f.RequestsFor("GET", composiotest.RouteList)
+	if len(reqs) != 4 || !strings.Contains(reqs[0].RawQuery, "limit=1000") || !strings.Contains(reqs[1].RawQuery, "limit=100&") {
+		t.Errorf("requests: %d, first %q, second %q", len(reqs), reqs[0].RawQuery, reqs[1].RawQuery)
+	}
+	// A second refusal is final.
+	f.Reset()
+	if err := f.SetFault(composiotest.RouteList, composiotest.Fault{Status: 400, Times: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, srv); r.code != audit.ExitIncomplete || !strings.Contains(r.stdout, "400") {
+		t.Errorf("exit %d %s", r.code, r.stdout)
+	}
+}

@@ -52,6 +52,12 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	checkConfig := fs.Bool("check-config", false, "validate the configuration from the environment and exit")
 	demo := fs.Bool("demo", false, "serve in front of a built-in fake Composio and print what to try")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage:\n  composio-guard [flags]          serve, configured from GUARD_* variables\n"+
+			"  composio-guard healthcheck      exit 0 when the running proxy is ready\n"+
+			"  composio-guard audit [flags]    report existing duplicate connected accounts (audit -h for its flags and exit codes)\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -287,6 +287,11 @@ func (s *scanner) scan(ctx context.Context, g *Grouper, rep *Report, start time.
 		if pg.items == 0 {
 			return fmt.Errorf("%w: page %d is empty but names a next page", ErrPartial, rep.Pages)
 		}
+		if rep.TotalItems >= 0 && int64(rep.Scanned) > 2*rep.TotalItems+int64(s.pageSize) {
+			// New cursors over the same accounts: it would never end.
+			return fmt.Errorf("%w: pagination runs on past twice total_items (%d accounts read, total_items %d)",
+				ErrPartial, rep.Scanned, rep.TotalItems)
+		}
 		if cursors[pg.next] {
 			return fmt.Errorf("%w: page %d repeats an earlier next_cursor", ErrPartial, rep.Pages)
 		}

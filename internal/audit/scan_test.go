@@ -2,7 +2,9 @@ package audit_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -249,5 +251,22 @@ func TestPageSizeFallback(t *testing.T) {
 	}
 	if r := run(t, srv); r.code != audit.ExitIncomplete || !strings.Contains(r.stdout, "400") {
 		t.Errorf("exit %d %s", r.code, r.stdout)
+	}
+}
+
+// TestEndlessPagination: a server that hands out new cursors over the same
+// accounts forever is stopped, as a partial result.
+func TestEndlessPagination(t *testing.T) {
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n++
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"items":[{"id":"ca_1","status":"ACTIVE","user_id":"u","auth_config":{"id":"ac"}},
+			{"id":"ca_2","status":"ACTIVE","user_id":"u","auth_config":{"id":"ac"}}],"next_cursor":"c%d","total_items":2}`, n)
+	}))
+	t.Cleanup(srv.Close)
+	r := run(t, srv, "--page-size", "2")
+	if r.code != audit.ExitIncomplete || !strings.Contains(r.stdout, "pagination runs on") || n > 10 {
+		t.Errorf("exit %d after %d calls\n%s", r.code, n, r.stdout)
 	}
 }

@@ -61,6 +61,8 @@ type Fake struct {
 	mu       sync.Mutex
 	seq      int64
 	accounts map[string]*Account
+	order    []*Account // every stored account in seq order; removed ones marked gone
+	gone     int        // removed accounts still in order
 	sessions map[string]*session
 	faults   map[string]*faultState
 	log      []Request

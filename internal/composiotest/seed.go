@@ -93,7 +93,7 @@ func (f *Fake) Seed(s Seed) (int, error) {
 			UserID: userIDs[u], AuthConfigID: configs[c], Toolkit: toolkits[c],
 			Status: status, AccountType: at, CreatedAt: created, UpdatedAt: created, seq: f.seq,
 		}
-		f.accounts[block[i].ID] = &block[i]
+		f.storeLocked(&block[i])
 	}
 	return s.Count, nil
 }

@@ -109,3 +109,59 @@ func BenchmarkSeed100k(b *testing.B) {
 		}
 	}
 }
+
+// TestListAfterRemovals: the list skips deleted and replaced accounts, in
+// both orders, before and after the fake compacts its list order.
+func TestListAfterRemovals(t *testing.T) {
+	fake, srv := fakeserver.New(t)
+	if _, err := fake.Seed(composiotest.Seed{Credential: "k", Count: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	// Delete every account but each 10th (2,700 removals: the order compacts).
+	all := fake.Accounts("k")
+	want := map[string]bool{}
+	for i, a := range all {
+		if i%10 == 0 {
+			want[a.ID] = true
+			continue
+		}
+		if !fake.DeleteAccount(a.ID) {
+			t.Fatalf("delete %s", a.ID)
+		}
+	}
+	// Replace one kept account: it moves to the newest place, listed once.
+	replaced := fake.AddAccount(composiotest.Account{ID: all[0].ID, Credential: "k", UserID: "moved", AuthConfigID: "ac_seed"})
+	for _, dir := range []string{"", "&order_direction=asc"} {
+		seen := map[string]bool{}
+		var order []string
+		cursor := ""
+		for {
+			a := call(t, srv.URL, "GET", "/api/v3/connected_accounts?limit=70"+dir+cursor, "", "x-api-key", "k")
+			if a.json["total_items"] != float64(300) {
+				t.Fatalf("total_items %v", a.json["total_items"])
+			}
+			for _, id := range a.ids() {
+				if seen[id] || !want[id] {
+					t.Fatalf("%s: id %s listed twice or deleted", dir, id)
+				}
+				seen[id] = true
+				order = append(order, id)
+			}
+			next, _ := a.json["next_cursor"].(string)
+			if next == "" {
+				break
+			}
+			cursor = "&cursor=" + next
+		}
+		if len(seen) != 300 {
+			t.Errorf("%s: listed %d, want 300", dir, len(seen))
+		}
+		newest := order[0]
+		if dir != "" {
+			newest = order[len(order)-1]
+		}
+		if newest != replaced.ID {
+			t.Errorf("%s: the replaced account is not the newest", dir)
+		}
+	}
+}

@@ -2,6 +2,9 @@ package audit
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -100,4 +103,24 @@ func exactOnce(b []byte) bool {
 		}
 	}
 	return count == 1 && exact
+}
+
+// TestReason: every failure maps to one reason of the closed set
+// (metrics.AuditErrorReasons).
+func TestReason(t *testing.T) {
+	for want, err := range map[string]error{
+		"rate_limited": fmt.Errorf("page 3: %w", &errStatus{code: 429}),
+		"upstream":     &errStatus{code: 503},
+		"refused":      &errStatus{code: 401},
+		"partial":      fmt.Errorf("%w: short", ErrPartial),
+		"bad_answer":   fmt.Errorf("page 1: %w: x", ErrBadAnswer),
+		"timeout":      fmt.Errorf("page 2: %w", context.DeadlineExceeded),
+	} {
+		if got := Reason(err); got != want {
+			t.Errorf("Reason(%v) = %s, want %s", err, got, want)
+		}
+	}
+	if got := Reason(errors.New("dial tcp: connection refused")); got != "upstream" {
+		t.Errorf("network: %s", got)
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/composio-guard/composio-guard/internal/audit"
 	"github.com/composio-guard/composio-guard/internal/config"
 	"github.com/composio-guard/composio-guard/internal/intercept"
 	"github.com/composio-guard/composio-guard/internal/lock"
@@ -39,6 +40,9 @@ type Proxy struct {
 	Server  *server.Server
 	Metrics *metrics.Metrics
 	Store   lock.Store
+	// Audit is the periodic audit (nil when GUARD_AUDIT_INTERVAL is 0);
+	// Run starts it beside the server.
+	Audit *audit.Periodic
 
 	log *zap.Logger
 }
@@ -93,7 +97,16 @@ func New(cfg config.Config, o Options) (*Proxy, error) {
 		Handler:  intercept.Router(guard, proxy),
 		Announce: []zap.Field{zap.String("mode", string(cfg.Guard.Mode))},
 	})
-	return &Proxy{Server: srv, Metrics: m, Store: store, log: log}, nil
+	p := &Proxy{Server: srv, Metrics: m, Store: store, log: log}
+	if cfg.Audit.Enabled() {
+		// Its own HTTP client and limits: never the lookup's transport,
+		// breaker or body budget. The lock store makes one replica audit.
+		p.Audit = audit.NewPeriodic(cfg.Audit, audit.PeriodicOptions{
+			BaseURL: target, PendingTTL: cfg.Guard.PendingMaxTTL, Store: store, Metrics: m, Logger: log,
+			UserAgent: "composio-guard-audit/" + version(o.Version),
+		})
+	}
+	return p, nil
 }
 
 // guardConfig maps the guard's settings into intercept's own Config, until
@@ -112,6 +125,16 @@ func (p *Proxy) Handler() http.Handler { return p.Server.Handler() }
 // Run serves until ctx ends, drains, and closes the store.
 func (p *Proxy) Run(ctx context.Context) error {
 	defer p.Close()
+	if p.Audit != nil {
+		actx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.Audit.Run(actx)
+		}()
+		// Stopped before the store closes (deferred Close runs after).
+		defer func() { cancel(); <-done }()
+	}
 	return p.Server.Run(ctx)
 }
 

@@ -52,7 +52,8 @@ type Account struct {
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
 
-	seq int64
+	seq  int64
+	gone bool // removed or replaced: skipped in Fake.order
 }
 
 // AddAccount stores a, filling in what is missing: an id, status ACTIVE,
@@ -87,8 +88,55 @@ func (f *Fake) addLocked(a Account, defaultStatus string) Account {
 	f.seq++
 	a.seq = f.seq
 	stored := a
-	f.accounts[a.ID] = &stored
+	f.storeLocked(&stored)
 	return a
+}
+
+// storeLocked stores a (whose seq is the newest) in the map and at the end
+// of the list order, replacing an account with the same id.
+func (f *Fake) storeLocked(a *Account) {
+	if old := f.accounts[a.ID]; old != nil {
+		old.gone = true
+		f.gone++
+	}
+	f.accounts[a.ID] = a
+	f.order = append(f.order, a)
+	f.compactLocked()
+}
+
+// removeLocked removes the account id; false if there was none.
+func (f *Fake) removeLocked(id string) bool {
+	a := f.accounts[id]
+	if a == nil {
+		return false
+	}
+	a.gone = true
+	f.gone++
+	delete(f.accounts, id)
+	f.compactLocked()
+	return true
+}
+
+// compactLocked drops removed accounts from the list order once they are
+// half of it.
+func (f *Fake) compactLocked() {
+	if f.gone < 1024 || f.gone*2 < len(f.order) {
+		return
+	}
+	kept := f.order[:0]
+	for _, a := range f.order {
+		if !a.gone {
+			kept = append(kept, a)
+		}
+	}
+	clear(f.order[len(kept):])
+	f.order, f.gone = kept, 0
+}
+
+// clearAccountsLocked forgets every account.
+func (f *Fake) clearAccountsLocked() {
+	f.accounts = map[string]*Account{}
+	f.order, f.gone = nil, 0
 }
 
 func (f *Fake) toolkitOf(authConfigID string) string {
@@ -163,16 +211,14 @@ func (f *Fake) Complete(id string) error {
 func (f *Fake) DeleteAccount(id string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, ok := f.accounts[id]
-	delete(f.accounts, id)
-	return ok
+	return f.removeLocked(id)
 }
 
 // ClearAccounts removes every account.
 func (f *Fake) ClearAccounts() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.accounts = map[string]*Account{}
+	f.clearAccountsLocked()
 }
 
 // CountStatus counts one project's accounts of a user on an auth config that
@@ -255,7 +301,9 @@ func listFilter(q url.Values, key string) []string {
 	return out
 }
 
-func (f *Fake) handleList(w http.ResponseWriter, r *http.Request, project string) {
+// handleList answers the list call. nullAfter > 0 plays the pagination
+// quirk: next_cursor is null once a page ends at or past nullAfter items.
+func (f *Fake) handleList(w http.ResponseWriter, r *http.Request, project string, nullAfter int) {
 	if strings.HasPrefix(project, "scoped_nolist_") {
 		writeError(w, r, http.StatusForbidden, CodeForbidden, SlugForbidden,
 			"This API key is not allowed to list connected accounts.", "Use a key with the connected_accounts:read scope.")
@@ -309,36 +357,36 @@ func (f *Fake) handleList(w http.ResponseWriter, r *http.Request, project string
 	}
 	in := func(list []string, v string) bool { return list == nil || slices.Contains(list, v) }
 
+	// One pass over the accounts in seq order (newest first unless asc),
+	// with no sort: a listing of 100,000 accounts costs O(N) a page.
 	f.mu.Lock()
-	var match []*Account
-	for _, a := range f.accounts {
-		if a.Credential == project && types[a.AccountType] && in(users, a.UserID) && in(configs, a.AuthConfigID) &&
-			in(statuses, a.Status) && in(toolkits, a.Toolkit) && in(ids, a.ID) {
-			match = append(match, a)
+	total, before := 0, 0
+	page := make([]*Account, 0, min(limit, 1024))
+	for i := range f.order {
+		a := f.order[i]
+		if !asc {
+			a = f.order[len(f.order)-1-i]
+		}
+		if a.gone || a.Credential != project || !types[a.AccountType] || !in(users, a.UserID) || !in(configs, a.AuthConfigID) ||
+			!in(statuses, a.Status) || !in(toolkits, a.Toolkit) || !in(ids, a.ID) {
+			continue
+		}
+		total++
+		switch {
+		case after != 0 && (asc && a.seq <= after || !asc && a.seq >= after):
+			before++ // on an earlier page
+		case len(page) < limit:
+			page = append(page, a)
 		}
 	}
-	slices.SortFunc(match, func(a, b *Account) int {
-		if asc {
-			return int(a.seq - b.seq)
-		}
-		return int(b.seq - a.seq)
-	})
-	before := 0
-	if after != 0 {
-		for before < len(match) && (asc && match[before].seq <= after || !asc && match[before].seq >= after) {
-			before++
-		}
-	}
-	page := match[before:min(before+limit, len(match))]
 	items := make([]map[string]any, 0, len(page))
 	for _, a := range page {
 		items = append(items, item(a))
 	}
 	var next any
-	if before+len(page) < len(match) && len(page) > 0 {
+	if before+len(page) < total && len(page) > 0 && (nullAfter == 0 || before+len(page) < nullAfter) {
 		next = encodeCursor(page[len(page)-1].seq)
 	}
-	total := len(match)
 	f.mu.Unlock()
 
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -523,7 +571,7 @@ func (f *Fake) handleDelete(w http.ResponseWriter, r *http.Request, project, id 
 	f.mu.Lock()
 	a, ok := f.accounts[id]
 	if ok && a.Credential == project {
-		delete(f.accounts, id)
+		f.removeLocked(id)
 	} else {
 		ok = false
 	}

@@ -29,6 +29,18 @@ func (f *Fake) serveControl(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusCreated, f.AddAccount(a))
+	case route == "POST accounts" && len(seg) == 2 && seg[1] == "bulk":
+		var sd Seed
+		if err := json.Unmarshal(body, &sd); err != nil {
+			controlError(w, http.StatusBadRequest, "seed: "+err.Error())
+			return
+		}
+		n, err := f.Seed(sd)
+		if err != nil {
+			controlError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]int{"added": n})
 	case route == "DELETE accounts" && len(seg) == 1:
 		f.ClearAccounts()
 		w.WriteHeader(http.StatusNoContent)

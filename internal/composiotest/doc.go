@@ -61,7 +61,9 @@
 // RouteSessionLink, or RouteAny for every Composio route), adds latency, or
 // answers a fixed status and body, a body that is not JSON, a truncated JSON
 // body (the request took effect), a reset connection, or a hang until the
-// client goes away. Times limits it to the next N requests. A route's own
+// client goes away. Times limits it to the next N requests. On the list
+// route, cursor_null_after misreports pagination (next_cursor: null once a
+// page reaches that many items, total_items still counting every match). A route's own
 // fault wins over the RouteAny one. Faults play before the credential check
 // and every faulted request is still logged and charged to the rate limit.
 //
@@ -71,6 +73,7 @@
 //
 //	GET    /_fake/accounts[?credential=K]   accounts, oldest first (JSON array of Account)
 //	POST   /_fake/accounts                  add one Account (JSON); 201 with the stored account
+//	POST   /_fake/accounts/bulk             add many accounts at once (JSON Seed); 201 {"added": N}
 //	DELETE /_fake/accounts                  remove every account
 //	POST   /_fake/accounts/{id}/status      {"status":"ACTIVE"}; 200 with the account, 404 if unknown
 //	GET    /_fake/requests[?route=R&method=M] the request log (JSON array of Request; body as text)

@@ -61,6 +61,8 @@ type Fake struct {
 	mu       sync.Mutex
 	seq      int64
 	accounts map[string]*Account
+	order    []*Account // every stored account in seq order; removed ones marked gone
+	gone     int        // removed accounts still in order
 	sessions map[string]*session
 	faults   map[string]*faultState
 	log      []Request
@@ -200,15 +202,19 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Request-Id", rid)
 	}
 
+	nullAfter := 0 // the pagination quirk (Fault.CursorNullAfter)
 	if fl, ok := f.takeFault(route); ok {
-		if f.applyFault(w, r, fl, func(w http.ResponseWriter) { f.handle(w, r, route, id, project, credErr, body, retryAfter) }) {
+		nullAfter = fl.CursorNullAfter
+		if f.applyFault(w, r, fl, func(w http.ResponseWriter) {
+			f.handle(w, r, route, id, project, credErr, body, retryAfter, nullAfter)
+		}) {
 			return
 		}
 	}
-	f.handle(w, r, route, id, project, credErr, body, retryAfter)
+	f.handle(w, r, route, id, project, credErr, body, retryAfter, nullAfter)
 }
 
-func (f *Fake) handle(w http.ResponseWriter, r *http.Request, route, id, project string, credErr error, body []byte, retryAfter int) {
+func (f *Fake) handle(w http.ResponseWriter, r *http.Request, route, id, project string, credErr error, body []byte, retryAfter, nullAfter int) {
 	if credErr != nil {
 		writeError(w, r, http.StatusUnauthorized, CodeUnauthorized, SlugUnauthorized, credErr.Error(),
 			"Send exactly one credential header: x-api-key, x-user-api-key or x-org-api-key.")
@@ -224,7 +230,7 @@ func (f *Fake) handle(w http.ResponseWriter, r *http.Request, route, id, project
 	}
 	switch route {
 	case RouteList:
-		f.handleList(w, r, project)
+		f.handleList(w, r, project, nullAfter)
 	case RouteLink:
 		f.handleLink(w, r, project, body)
 	case RouteCreate:

@@ -33,6 +33,11 @@ type Fault struct {
 	Hang bool
 	// Times, when > 0, limits the fault to the next Times requests.
 	Times int
+	// CursorNullAfter, on the list route, misreports pagination as Composio
+	// has been seen to: once a page reaches this many items from the start
+	// of the listing, it answers next_cursor: null although total_items
+	// still counts every match. It modifies the normal answer, like Latency.
+	CursorNullAfter int
 }
 
 type faultJSON struct {
@@ -45,12 +50,14 @@ type faultJSON struct {
 	Reset    bool              `json:"reset,omitempty"`
 	Hang     bool              `json:"hang,omitempty"`
 	Times    int               `json:"times,omitempty"`
+	// CursorNullAfter: see Fault.CursorNullAfter.
+	CursorNullAfter int `json:"cursor_null_after,omitempty"`
 }
 
 // MarshalJSON writes the control API form (latency as a Go duration string).
 func (fl Fault) MarshalJSON() ([]byte, error) {
 	j := faultJSON{Status: fl.Status, Body: fl.Body, Headers: fl.Headers, NotJSON: fl.NotJSON,
-		Truncate: fl.Truncate, Reset: fl.Reset, Hang: fl.Hang, Times: fl.Times}
+		Truncate: fl.Truncate, Reset: fl.Reset, Hang: fl.Hang, Times: fl.Times, CursorNullAfter: fl.CursorNullAfter}
 	if fl.Latency > 0 {
 		j.Latency = fl.Latency.String()
 	}
@@ -64,7 +71,7 @@ func (fl *Fault) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("fault: %w", err)
 	}
 	*fl = Fault{Status: j.Status, Body: j.Body, Headers: j.Headers, NotJSON: j.NotJSON,
-		Truncate: j.Truncate, Reset: j.Reset, Hang: j.Hang, Times: j.Times}
+		Truncate: j.Truncate, Reset: j.Reset, Hang: j.Hang, Times: j.Times, CursorNullAfter: j.CursorNullAfter}
 	if j.Latency != "" {
 		d, err := time.ParseDuration(j.Latency)
 		if err != nil {
@@ -89,9 +96,9 @@ func (fl Fault) validate() error {
 		return fmt.Errorf("fault: bad status %d", fl.Status)
 	case fl.Body != "" && fl.Status == 0:
 		return errors.New("fault: body needs a status")
-	case fl.Latency < 0 || fl.Times < 0:
-		return errors.New("fault: latency and times must not be negative")
-	case modes == 0 && fl.Latency == 0:
+	case fl.Latency < 0 || fl.Times < 0 || fl.CursorNullAfter < 0:
+		return errors.New("fault: latency, times and cursor_null_after must not be negative")
+	case modes == 0 && fl.Latency == 0 && fl.CursorNullAfter == 0:
 		return errors.New("fault: does nothing")
 	}
 	return nil

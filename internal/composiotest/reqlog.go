@@ -118,7 +118,7 @@ func (f *Fake) Reset() {
 func (f *Fake) ResetAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.accounts = map[string]*Account{}
+	f.clearAccountsLocked()
 	f.sessions = map[string]*session{}
 	f.faults = map[string]*faultState{}
 	f.log = nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/caarlos0/env/v10"
 
+	"github.com/composio-guard/composio-guard/internal/audit"
 	"github.com/composio-guard/composio-guard/internal/lock"
 	"github.com/composio-guard/composio-guard/internal/server"
 	"github.com/composio-guard/composio-guard/internal/settings"
@@ -59,6 +60,11 @@ type Config struct {
 	// Transport to Composio
 	// Where Composio is, and the connections to it.
 	Transport upstream.TransportSettings
+	// The periodic audit
+	// Optional, off by default: the running proxy scans one project for
+	// duplicate accounts that already exist (see docs/audit.md); with Redis,
+	// one replica audits and all export its result.
+	Audit audit.Settings
 
 	// What LoadFrom changed so that the settings given fit together (see
 	// fitTogether); Notes reports it.
@@ -237,6 +243,8 @@ func Settings() []Setting {
 func (c *Config) normalize() {
 	c.Transport.URL = strings.TrimSpace(c.Transport.URL)
 	c.Lock.RedisURL = strings.TrimSpace(c.Lock.RedisURL)
+	c.Audit.AuditAPIKey = strings.TrimSpace(c.Audit.AuditAPIKey)
+	c.Audit.AuditAPIPrefix = strings.TrimSpace(c.Audit.AuditAPIPrefix)
 	c.Guard.Normalize()
 }
 
@@ -249,6 +257,7 @@ func (c Config) Validate() error {
 	p.Join(c.Lookup.Validate())
 	p.Join(c.Lock.Validate())
 	p.Join(c.Transport.Validate())
+	p.Join(c.Audit.Validate())
 	return p.Err()
 }
 
@@ -295,6 +304,10 @@ func (c Config) String() string {
 		switch key {
 		case "REDIS_URL", "UPSTREAM_URL":
 			b.WriteString(RedactURL(f.String()))
+		case "AUDIT_API_KEY": // a secret: only whether it is set
+			if f.String() != "" {
+				b.WriteString("xxxxx")
+			}
 		default:
 			b.WriteString(render(f))
 		}

@@ -58,7 +58,20 @@ type Metrics struct {
 	Sandbox       *prometheus.CounterVec   // route, size, decision
 	BreakerState  *prometheus.GaugeVec     // breaker: the worst of its tenants' states, 0 closed, 1 half-open, 2 open
 	Draining      prometheus.Gauge
+
+	// The periodic audit (internal/audit): registered always, neutral (0)
+	// while it is off, so that alert rules can test AuditInterval > 0.
+	AuditInterval        prometheus.Gauge // seconds between audits; 0: off
+	AuditDuplicateGroups prometheus.Gauge
+	AuditNewGroups       prometheus.Gauge // duplicate groups the audit before did not report
+	AuditScanned         prometheus.Gauge
+	AuditLastSuccess     prometheus.Gauge       // unix seconds; 0: never
+	AuditErrors          *prometheus.CounterVec // reason: AuditErrorReasons
 }
+
+// AuditErrorReasons is the closed set of composio_guard_audit_errors_total's
+// reason label, each series at 0 from the start.
+var AuditErrorReasons = []string{"partial", "refused", "rate_limited", "upstream", "bad_answer", "timeout", "lock"}
 
 // New registers every collector on a fresh private registry.
 func New(b Build) *Metrics {
@@ -133,6 +146,33 @@ func New(b Build) *Metrics {
 		Namespace: namespace, Name: "draining",
 		Help: "1 while the proxy drains before shutting down.",
 	})
+	m.AuditInterval = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "audit_interval_seconds",
+		Help: "Seconds between two periodic audits of the project's connected accounts (GUARD_AUDIT_INTERVAL); 0 when the audit is off.",
+	})
+	m.AuditDuplicateGroups = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "audit_duplicate_groups",
+		Help: "Duplicate groups (user, auth config, account type) the last complete audit found; 0 before the first.",
+	})
+	m.AuditNewGroups = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "audit_new_duplicate_groups",
+		Help: "Duplicate groups of the last complete audit that the audit before it did not report; 0 after the first.",
+	})
+	m.AuditScanned = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "audit_accounts_scanned",
+		Help: "Connected accounts the last complete audit read.",
+	})
+	m.AuditLastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "audit_last_success_timestamp_seconds",
+		Help: "Unix time the last complete audit finished (by this replica or, with Redis, another); 0 before the first.",
+	})
+	m.AuditErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "audit_errors_total",
+		Help: "Periodic audits that did not complete, by reason (partial, refused, rate_limited, upstream, bad_answer, timeout, lock).",
+	}, []string{"reason"})
+	for _, r := range AuditErrorReasons {
+		m.AuditErrors.WithLabelValues(r)
+	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help: "Always 1; labels describe the running binary.",
@@ -143,6 +183,7 @@ func New(b Build) *Metrics {
 		m.HTTPRequests, m.HTTPDuration, m.Overhead, m.InFlight, m.Decisions, m.Lookup,
 		m.UpstreamErrs, m.RateLimitLeft, m.LockWait, m.LockErrors, m.Leases, m.BackendUp,
 		m.Sandbox, m.BreakerState, m.Draining, buildInfo,
+		m.AuditInterval, m.AuditDuplicateGroups, m.AuditNewGroups, m.AuditScanned, m.AuditLastSuccess, m.AuditErrors,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

@@ -43,6 +43,13 @@ var touch = map[string]func(m *Metrics){
 	"Sandbox":      func(m *Metrics) { m.Sandbox.WithLabelValues("session_create", "large", "allowed").Inc() },
 	"BreakerState": func(m *Metrics) { m.BreakerState.WithLabelValues("lookup").Set(0) },
 	"Draining":     func(m *Metrics) { m.Draining.Set(0) },
+	// The audit's series exist from the start (neutral while it is off).
+	"AuditInterval":        func(m *Metrics) { m.AuditInterval.Set(3600) },
+	"AuditDuplicateGroups": func(m *Metrics) { m.AuditDuplicateGroups.Set(3) },
+	"AuditNewGroups":       func(m *Metrics) { m.AuditNewGroups.Set(1) },
+	"AuditScanned":         func(m *Metrics) { m.AuditScanned.Set(1500) },
+	"AuditLastSuccess":     func(m *Metrics) { m.AuditLastSuccess.Set(1.7e9) },
+	"AuditErrors":          func(m *Metrics) { m.AuditErrors.WithLabelValues("partial").Inc() },
 }
 
 // exposition renders every composio_guard_* family in the text format, with

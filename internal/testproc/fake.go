@@ -35,6 +35,16 @@ func (f *Fake) Seed(t testing.TB, a composiotest.Account) composiotest.Account {
 	return out
 }
 
+// SeedBulk adds many accounts at once (see composiotest.Seed).
+func (f *Fake) SeedBulk(t testing.TB, s composiotest.Seed) {
+	t.Helper()
+	n, err := f.Ctl.Seed(s)
+	check(t, err)
+	if n != s.Count {
+		t.Fatalf("fake seed: added %d accounts, want %d", n, s.Count)
+	}
+}
+
 // SetStatus sets an account's status.
 func (f *Fake) SetStatus(t testing.TB, id, status string) {
 	t.Helper()

@@ -82,6 +82,16 @@ func (c *Client) AddAccount(a composiotest.Account) (composiotest.Account, error
 	return out, err
 }
 
+// Seed adds many accounts at once (see composiotest.Seed) and returns how
+// many were added.
+func (c *Client) Seed(s composiotest.Seed) (int, error) {
+	var out struct {
+		Added int `json:"added"`
+	}
+	err := c.do(http.MethodPost, "/_fake/accounts/bulk", s, &out)
+	return out.Added, err
+}
+
 // SetStatus sets an account's status (the user "finishes OAuth" with ACTIVE).
 func (c *Client) SetStatus(id, status string) (composiotest.Account, error) {
 	var out composiotest.Account

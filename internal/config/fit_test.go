@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/composio-guard/composio-guard/internal/audit"
 )
 
 // wideDurations are values each valid on its own for any duration setting,
@@ -14,7 +16,15 @@ var wideDurations = []string{"1ms", "100ms", "999ms", "1s", "4s", "5s", "5001ms"
 
 // zeroAllowed are the duration settings for which 0 is valid on its own (0
 // means "derive it" or "none").
-var zeroAllowed = map[string]bool{"DRAIN_DELAY": true, "LOCK_WAIT": true}
+var zeroAllowed = map[string]bool{"DRAIN_DELAY": true, "LOCK_WAIT": true, "AUDIT_INTERVAL": true, "AUDIT_TIMEOUT": true}
+
+// floors are the shortest values valid on their own, where one exists.
+var floors = map[string]time.Duration{"AUDIT_INTERVAL": audit.MinInterval}
+
+// companions are what a setting requires, whatever its value: not a default
+// in its way, but a second setting of the user's own (the periodic audit
+// needs its credential).
+var companions = map[string]map[string]string{"AUDIT_INTERVAL": {Prefix + "AUDIT_API_KEY": "audit-key"}}
 
 // A default must never make the only setting given invalid: every duration
 // setting, set alone to any value valid on its own, loads, keeps the value
@@ -35,7 +45,14 @@ func TestEveryDurationSetAloneLoads(t *testing.T) {
 			values = append([]string{"0s"}, values...)
 		}
 		for _, v := range values {
-			c, err := LoadFrom(map[string]string{Prefix + key: v})
+			if d, _ := time.ParseDuration(v); d != 0 && d < floors[key] {
+				continue
+			}
+			environ := map[string]string{Prefix + key: v}
+			for k, cv := range companions[key] {
+				environ[k] = cv
+			}
+			c, err := LoadFrom(environ)
 			if err != nil {
 				t.Errorf("%s%s=%s alone: %v", Prefix, key, v, err)
 				continue

@@ -133,13 +133,14 @@ func (h headerList) with(name, value string) headerList {
 	return append(out, header{name, value})
 }
 
-// withAfter returns a copy with a header inserted after the one named after.
-func (h headerList) withAfter(after, name, value string) headerList {
+// withAfter returns a copy with a header inserted after the one named
+// after; ok is false when there is none.
+func (h headerList) withAfter(after, name, value string) (out headerList, ok bool) {
 	i := slices.IndexFunc(h, func(x header) bool { return x.name == after })
 	if i < 0 {
-		panic("no header " + after)
+		return h, false
 	}
-	return slices.Insert(slices.Clone(h), i+1, header{name, value})
+	return slices.Insert(slices.Clone(h), i+1, header{name, value}), true
 }
 
 func loadPythonCapture(t *testing.T) []wireRecord {
@@ -318,7 +319,10 @@ func (c *pyClient) call(attempts []wireRecord, extra ...string) []pyAnswer {
 		r := attempts[min(n, len(attempts)-1)]
 		h := r.Headers.with("x-stainless-retry-count", strconv.Itoa(n))
 		for i := 0; i+1 < len(extra); i += 2 {
-			h = h.withAfter("x-stainless-async", extra[i], extra[i+1])
+			var ok bool
+			if h, ok = h.withAfter("x-stainless-async", extra[i], extra[i+1]); !ok {
+				c.t.Fatalf("%s %s: no x-stainless-async header to put %s after", r.Method, r.RawURL, extra[i])
+			}
 		}
 		a := c.roundTrip(c.wire(r, h))
 		out = append(out, a)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -30,15 +31,19 @@ func Command(t testing.TB, name, neededBy string, dirs ...string) string {
 			return p
 		}
 	}
-	t.Fatalf("missing dependency: %s (needed by %s) is not installed: run `%s`", name, neededBy, Install)
+	where := "on PATH"
+	if len(dirs) > 0 {
+		where += " nor in " + strings.Join(dirs, ", ")
+	}
+	t.Fatalf("missing dependency for %s: %s, not found %s: run `%s`", neededBy, name, where, Install)
 	return ""
 }
 
 // File fails the test at once when path does not exist; what names the
-// dependency it belongs to (e.g. "the pinned SDKs in test/sdk/node_modules").
+// dependency it belongs to (e.g. "the pinned SDKs").
 func File(t testing.TB, path, what, neededBy string) {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("missing dependency: %s (needed by %s) is not installed: run `%s`", what, neededBy, Install)
+		t.Fatalf("missing dependency for %s: %s, not found at %s: run `%s`", neededBy, what, path, Install)
 	}
 }

@@ -55,7 +55,7 @@ func requireNode(t *testing.T) {
 	testdeps.Command(t, "node", "the SDK suite test/sdk")
 	for _, pkg := range []string{"core080", "core081", "core0210"} {
 		testdeps.File(t, filepath.Join(sdkDir(t), "node_modules", pkg, "package.json"),
-			"the pinned SDKs in test/sdk/node_modules (npm ci)", "the SDK suite test/sdk")
+			"the pinned SDKs (npm ci)", "the SDK suite test/sdk")
 	}
 }
 

@@ -5,7 +5,7 @@
 #  - every package whose tests import internal/testdeps (directly or through
 #    internal/lock/redistest): they need redis-server, node and the pinned
 #    SDKs, promtool, kustomize or docker-compose (today internal/lock,
-#    test/replicas, test/sdk, test/deploy);
+#    test/replicas, test/sdk, test/deploy); testdeps's own tests need nothing;
 #  - the suites over the binary beyond test/e2e: test/faults, test/hostile
 #    and test/soak (a 60 s soak).
 # `make test` runs all of them.
@@ -13,5 +13,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 mod=$($GO list -m)
-needs=$($GO list -test -f '{{if .ForTest}}{{range .Deps}}{{if eq . "'"$mod"'/internal/testdeps"}}{{$.ForTest}}{{"\n"}}{{end}}{{end}}{{end}}' ./... | sort -u)
+needs=$($GO list -test -f '{{if and .ForTest (ne .ForTest "'"$mod"'/internal/testdeps")}}{{range .Deps}}{{if eq . "'"$mod"'/internal/testdeps"}}{{$.ForTest}}{{"\n"}}{{end}}{{end}}{{end}}' ./... | sort -u)
 $GO list ./... | grep -vxF -f <(printf '%s\n' $needs "$mod/test/faults" "$mod/test/hostile" "$mod/test/soak")

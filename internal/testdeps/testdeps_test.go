@@ -88,7 +88,7 @@ func TestFastPackages(t *testing.T) {
 	for _, p := range strings.Fields(string(out)) {
 		got[strings.TrimPrefix(p, mod)] = true
 	}
-	for _, p := range []string{"test/e2e", "internal/intercept", "internal/upstream", "internal/server", "cmd/proxy", "internal/composiotest"} {
+	for _, p := range []string{"test/e2e", "internal/intercept", "internal/upstream", "internal/server", "cmd/proxy", "internal/composiotest", "internal/testdeps"} {
 		if !got[p] {
 			t.Errorf("fast lane lacks %s: %s", p, out)
 		}

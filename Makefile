@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 30000x
 
-.PHONY: run demo test deps vet unit allocs fuzz bench bench-short build generate
+.PHONY: run demo test test-fast deps vet unit allocs fuzz bench bench-short build generate
 
 run:
 	$(GO) run ./cmd/proxy
@@ -31,6 +31,17 @@ fuzz:
 
 # The full suite runs last, so its summary closes the output.
 test: deps vet allocs fuzz unit
+
+# The fast lane: unit tests and the end-to-end suite over the binary, with
+# nothing to install beyond Go. scripts/fast-packages.sh lists the packages:
+# all but those whose tests need redis-server, node, promtool, kustomize or
+# docker-compose (they import internal/testdeps) and the suites beyond
+# test/e2e (faults, hostile, soak). Without -race: one build serves the test
+# binaries and the binaries under test (a cold cache fits in two minutes),
+# and the allocation budgets, skipped under -race, run too. `make test` runs
+# everything, with -race.
+test-fast:
+	$(GO) test -shuffle=on -count=1 -timeout 10m $$(GO=$(GO) scripts/fast-packages.sh)
 
 generate:
 	$(GO) generate ./...

@@ -25,8 +25,8 @@ while (($#)); do
   shift
 done
 
-command -v wrk >/dev/null || { echo "bench: wrk not found: apt-get install -y wrk" >&2; exit 2; }
-command -v taskset >/dev/null || { echo "bench: taskset not found (util-linux)" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "bench: missing dependency: wrk is not installed: run \`make deps\`" >&2; exit 2; }
+command -v taskset >/dev/null || { echo "bench: missing dependency: taskset (util-linux) is not installed: run \`make deps\`" >&2; exit 2; }
 
 bin=$(mktemp -d "${TMPDIR:-/tmp}/composio-guard-bench.XXXXXX")
 pid=""

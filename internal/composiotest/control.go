@@ -93,6 +93,18 @@ func (f *Fake) serveControl(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	case route == "GET sessions" && len(seg) == 1:
 		writeJSON(w, http.StatusOK, f.Sessions())
+	case route == "POST sessions" && len(seg) == 1:
+		var seed SessionSeed
+		if err := json.Unmarshal(body, &seed); err != nil {
+			controlError(w, http.StatusBadRequest, "session: "+err.Error())
+			return
+		}
+		s, err := f.AddSession(seed)
+		if err != nil {
+			controlError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusCreated, s)
 	case route == "POST reset" && len(seg) == 1:
 		f.ResetAll()
 		w.WriteHeader(http.StatusNoContent)

@@ -139,3 +139,31 @@ func TestControlAPI(t *testing.T) {
 		t.Errorf("unknown control route: %d", a.status)
 	}
 }
+
+// A seeded session answers the API under its own id, for its project only,
+// and links for the user its create body named.
+func TestControlSeedSession(t *testing.T) {
+	fake, srv := fakeserver.New(t)
+	seed := call(t, srv.URL, "POST", "/_fake/sessions", `{"id":"trs_fixed1","credential":"k1","create_body":{"user_id":"u1"}}`)
+	if seed.status != http.StatusCreated || seed.str("id") != "trs_fixed1" || seed.str("user_id") != "u1" {
+		t.Fatalf("seed: %d %s", seed.status, seed.raw)
+	}
+	if a := call(t, srv.URL, "GET", "/api/v3.1/tool_router/session/trs_fixed1", "", "x-api-key", "k1"); a.status != 200 {
+		t.Errorf("get as k1: %d %s", a.status, a.raw)
+	}
+	if a := call(t, srv.URL, "GET", "/api/v3.1/tool_router/session/trs_fixed1", "", "x-api-key", "k2"); a.status != 404 {
+		t.Errorf("get as k2: %d %s, want 404", a.status, a.raw)
+	}
+	link := call(t, srv.URL, "POST", "/api/v3.1/tool_router/session/trs_fixed1/link", `{"toolkit":"github"}`, "x-api-key", "k1")
+	if link.status != http.StatusCreated || fake.CountActive("k1", "u1", "ac_github") != 0 {
+		t.Fatalf("link: %d %s", link.status, link.raw)
+	}
+	if accs := fake.Accounts("k1"); len(accs) != 1 || accs[0].UserID != "u1" || accs[0].Status != "INITIATED" {
+		t.Errorf("accounts after the link: %+v", accs)
+	}
+	for _, body := range []string{`{"id":"trs_x","credential":"k1","create_body":{}}`, `{"create_body":[1]}`, `nope`} {
+		if a := call(t, srv.URL, "POST", "/_fake/sessions", body); a.status != http.StatusBadRequest {
+			t.Errorf("seed %s: %d, want 400", body, a.status)
+		}
+	}
+}

@@ -82,6 +82,7 @@
 //	PUT    /_fake/faults/{route}            set a Fault (JSON, e.g. {"status":429,"headers":{"Retry-After":"2"},"times":1})
 //	DELETE /_fake/faults[/{route}]          clear faults
 //	GET    /_fake/sessions                  Tool Router sessions with their create and last bodies
+//	POST   /_fake/sessions                  seed one (SessionSeed JSON: id, credential, create_body); 201 with it
 //	POST   /_fake/reset                     forget everything
 //
 // Fault JSON members: latency ("250ms"), status, body, headers, not_json,

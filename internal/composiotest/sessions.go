@@ -2,6 +2,7 @@ package composiotest
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -78,32 +79,67 @@ func (f *Fake) handleSessionCreate(w http.ResponseWriter, r *http.Request, proje
 	if !ok {
 		return
 	}
+	_, out, msg := f.createSession(project, "", body, m)
+	if msg != "" {
+		badRequest(w, r, msg)
+		return
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// createSession stores a session made from a create body (m is body
+// decoded) under id, or a fresh id when id is "", and returns it with its
+// answer; msg says why the body is refused.
+func (f *Fake) createSession(project, id string, body []byte, m map[string]json.RawMessage) (stored Session, out map[string]any, msg string) {
 	user, okU := stringMember(m, "user_id")
 	if !okU || user == "" {
-		badRequest(w, r, "user_id is required and must be a string")
-		return
+		return Session{}, nil, "user_id is required and must be a string"
 	}
 	delete(m, "user_id")
 	size, ok := sandboxOf(m)
 	if !ok {
-		badRequest(w, r, "workbench must be an object and workbench.sandbox_size one of standard, medium, large, xlarge")
-		return
+		return Session{}, nil, "workbench must be an object and workbench.sandbox_size one of standard, medium, large, xlarge"
+	}
+	if id == "" {
+		id = newID("trs_")
 	}
 	now := f.now()
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.seq++
 	s := &session{
 		Session: Session{
-			ID: newID("trs_"), Credential: project, UserID: user, SandboxSize: size, ConfigVersion: 1,
+			ID: id, Credential: project, UserID: user, SandboxSize: size, ConfigVersion: 1,
 			CreateBody: slices.Clone(body), LastBody: slices.Clone(body), CreatedAt: now, UpdatedAt: now,
 		},
 		config: m,
 		seq:    f.seq,
 	}
 	f.sessions[s.ID] = s
-	out := renderSession(s)
-	f.mu.Unlock()
-	writeJSON(w, http.StatusCreated, out)
+	return s.Session, renderSession(s), ""
+}
+
+// SessionSeed is a Tool Router session a test puts in place as if a client
+// had created it: its id (fresh when empty), its project (credential) and
+// the create body it was made with (user_id required).
+type SessionSeed struct {
+	ID         string          `json:"id"`
+	Credential string          `json:"credential"`
+	CreateBody json.RawMessage `json:"create_body"`
+}
+
+// AddSession stores a seeded session (replacing one of the same id) and
+// returns it.
+func (f *Fake) AddSession(seed SessionSeed) (Session, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(seed.CreateBody, &m); err != nil || m == nil {
+		return Session{}, fmt.Errorf("session: create_body must be a JSON object")
+	}
+	s, _, msg := f.createSession(seed.Credential, seed.ID, seed.CreateBody, m)
+	if msg != "" {
+		return Session{}, fmt.Errorf("session: %s", msg)
+	}
+	return s, nil
 }
 
 func sessionNotFound(w http.ResponseWriter, r *http.Request, id string) {

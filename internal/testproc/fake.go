@@ -93,6 +93,14 @@ func (f *Fake) Sessions(t testing.TB) []composiotest.Session {
 	return out
 }
 
+// SeedSession puts a Tool Router session in place and returns it.
+func (f *Fake) SeedSession(t testing.TB, seed composiotest.SessionSeed) composiotest.Session {
+	t.Helper()
+	out, err := f.Ctl.AddSession(seed)
+	check(t, err)
+	return out
+}
+
 // SetFault makes the fake misbehave on route.
 func (f *Fake) SetFault(t testing.TB, route string, fl composiotest.Fault) {
 	t.Helper()

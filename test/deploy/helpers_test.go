@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/composio-guard/composio-guard/internal/metrics"
+	"github.com/composio-guard/composio-guard/internal/testdeps"
 	"github.com/composio-guard/composio-guard/internal/testproc"
 )
 
@@ -40,18 +41,10 @@ func toolsDir() string {
 }
 
 // tool finds a command on PATH or in toolsDir. A missing tool fails the
-// test: the check it stands for would silently not run otherwise.
+// test at once: the check it stands for would silently not run otherwise.
 func tool(t testing.TB, name string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	p := filepath.Join(toolsDir(), name)
-	if st, err := os.Stat(p); err == nil && !st.IsDir() {
-		return p
-	}
-	t.Fatalf("%s not found on PATH nor in %s: run deploy/tools.sh (CI runs it through scripts/deps.sh)", name, toolsDir())
-	return ""
+	return testdeps.Command(t, name, "the deploy checks test/deploy", toolsDir())
 }
 
 // run runs a command in the module root and returns its standard output.

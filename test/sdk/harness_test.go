@@ -16,6 +16,7 @@ import (
 
 	"github.com/composio-guard/composio-guard/internal/apierror"
 	"github.com/composio-guard/composio-guard/internal/composiotest"
+	"github.com/composio-guard/composio-guard/internal/testdeps"
 	"github.com/composio-guard/composio-guard/internal/testproc"
 )
 
@@ -47,17 +48,14 @@ func sdkDir(t *testing.T) string {
 	return filepath.Join(testproc.RepoRoot(t), "test", "sdk")
 }
 
-// requireNode fails (never skips: CI must run this suite) when node or the
-// pinned SDKs are missing.
+// requireNode fails at once (never skips: CI must run this suite) when node
+// or the pinned SDKs are missing.
 func requireNode(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatalf("node is not on PATH (%v): install Node.js (scripts/deps.sh does), then run `npm ci --prefix test/sdk`", err)
-	}
+	testdeps.Command(t, "node", "the SDK suite test/sdk")
 	for _, pkg := range []string{"core080", "core081", "core0210"} {
-		if _, err := os.Stat(filepath.Join(sdkDir(t), "node_modules", pkg, "package.json")); err != nil {
-			t.Fatalf("the pinned SDKs are not installed (%v): run `npm ci --prefix test/sdk`", err)
-		}
+		testdeps.File(t, filepath.Join(sdkDir(t), "node_modules", pkg, "package.json"),
+			"the pinned SDKs (npm ci)", "the SDK suite test/sdk")
 	}
 }
 

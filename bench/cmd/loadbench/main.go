@@ -133,11 +133,11 @@ func preflight(o *options) error {
 		return fmt.Errorf("%s required (bench/run.sh builds and passes them)", strings.Join(missing, ", "))
 	}
 	if _, err := exec.LookPath("taskset"); err != nil {
-		return errors.New("taskset not found (Debian: util-linux)")
+		return errors.New("missing dependency: taskset (util-linux) is not installed: run `make deps`")
 	}
 	w, err := exec.LookPath(o.wrk)
 	if err != nil {
-		return fmt.Errorf("%s not found: apt-get install -y wrk", o.wrk)
+		return fmt.Errorf("missing dependency: %s is not installed: run `make deps`", o.wrk)
 	}
 	o.wrk = w
 	if o.scriptDir, err = filepath.Abs(o.scriptDir); err != nil {

@@ -1,8 +1,8 @@
 // Package redistest runs a real redis-server for tests: on 127.0.0.1, a free
 // port, no persistence, in a temporary folder, stopped by PID when the test
 // ends. It can be killed and restarted on the same port to play an outage.
-// A missing redis-server binary fails the test (it is a CI dependency:
-// apt-get install -y redis-server), it never skips.
+// A missing redis-server binary fails the test at once (testdeps: `make
+// deps` installs it), it never skips.
 package redistest
 
 import (
@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/composio-guard/composio-guard/internal/testdeps"
 )
 
 // Server is one redis-server process (or the slot for one, while killed).
@@ -32,10 +34,7 @@ type Server struct {
 // Start runs a fresh redis-server and waits until it answers PING.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redistest: redis-server is not installed (%v): install it with `apt-get install -y redis-server` (scripts/deps.sh does it in CI)", err)
-	}
+	bin := testdeps.Command(t, "redis-server", "the Redis tests")
 	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
 	s.Restart()
 	t.Cleanup(s.Kill)

@@ -137,6 +137,14 @@ func (c *Client) Sessions() ([]composiotest.Session, error) {
 	return out, err
 }
 
+// AddSession seeds a Tool Router session (a fixed id when seed.ID is set)
+// and returns it as stored.
+func (c *Client) AddSession(seed composiotest.SessionSeed) (composiotest.Session, error) {
+	var out composiotest.Session
+	err := c.do(http.MethodPost, "/_fake/sessions", seed, &out)
+	return out, err
+}
+
 // SetFault makes the fake misbehave on route (a composiotest.Route*, or "any").
 func (c *Client) SetFault(route string, f composiotest.Fault) error {
 	return c.do(http.MethodPut, "/_fake/faults/"+url.PathEscape(route), f, nil)

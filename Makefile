@@ -48,3 +48,10 @@ generate:
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/composio-guard ./cmd/proxy
+
+# The load benchmark (wrk over loopback; bench/run.sh prints the table), full or short.
+bench:
+	bench/run.sh
+
+bench-short:
+	bench/run.sh -short

@@ -1,12 +1,9 @@
 package lock
 
 import (
-	"errors"
-	"fmt"
-	"net/url"
+	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/composio-guard/composio-guard/internal/metrics"
@@ -21,10 +18,23 @@ type Settings struct {
 	// means the longest a holder can legitimately keep it (internal/config
 	// works it out from the lookup and upstream timeouts).
 	Wait time.Duration `env:"LOCK_WAIT" envDefault:"0s"`
-	// RedisURL is redis://[user:password@]host:port/db or rediss:// for
-	// TLS; go-redis's URL query options (dial_timeout, pool_size...) are
-	// honoured. Required by the redis backend.
+	// RedisURL names the Redis and its topology (docs/redis.md):
+	//   redis://[user:password@]host:port[/db]      one endpoint (rediss:// for TLS)
+	//   redis+sentinel://[user:password@]s1:26379,s2:26379/<master>[/db]
+	//     [?sentinel_username=..&sentinel_password=..]   Sentinel (rediss+sentinel:// for TLS)
+	//   redis+cluster://[user:password@]n1:7000,n2:7001   Cluster (rediss+cluster:// for TLS)
+	// The user info authenticates to the data nodes; go-redis's URL query
+	// options (dial_timeout, pool_size...) are honoured. Required by the
+	// redis backend.
 	RedisURL string `env:"REDIS_URL"`
+	// RedisCAFile is a PEM file of the certificates that verify the Redis
+	// servers of a TLS URL; "" uses the system's roots.
+	RedisCAFile string `env:"REDIS_CA_FILE"`
+	// RedisMinReplicas is how many replicas must acknowledge a lock or a
+	// lease (Redis WAIT, bounded by RedisTimeout) before the guard trusts
+	// it; 0 does not wait. A lock that is not replicated in time is a lock
+	// failure (the failure mode answers).
+	RedisMinReplicas int `env:"REDIS_MIN_REPLICAS" envDefault:"0"`
 	// RedisKeyPrefix starts every key; "" takes the default.
 	RedisKeyPrefix string `env:"REDIS_KEY_PREFIX" envDefault:"composio-guard:"`
 	// RedisTimeout bounds every Redis call (and dial, read, write); 0 takes
@@ -62,34 +72,27 @@ func (s Settings) Validate() error {
 	case s.Backend == BackendRedis && s.RedisURL == "":
 		p.Add("REDIS_URL", "is required when %sLOCK_BACKEND=redis", settings.Prefix)
 	case s.RedisURL != "":
-		if err := checkRedisURL(s.RedisURL); err != nil {
+		// The very parse NewRedis runs (CA file included); no error quotes a password.
+		if _, err := parseRedisURL(s.RedisURL, s.RedisCAFile); err != nil {
 			p.Add("REDIS_URL", "%v", err)
 		}
+	}
+	if s.RedisCAFile != "" && s.RedisURL == "" {
+		p.Add("REDIS_CA_FILE", "is set without %sREDIS_URL", settings.Prefix)
+	}
+	if strings.ContainsAny(s.RedisKeyPrefix, "{}") {
+		// The keys' own hash tag keeps a lock and its lease in one Cluster slot.
+		p.Add("REDIS_KEY_PREFIX", "must not contain { or }: the guard puts its own hash tag in every key")
+	}
+	if s.RedisMinReplicas < 0 || s.RedisMinReplicas > maxMinReplicas {
+		p.Add("REDIS_MIN_REPLICAS", "must be from 0 (no wait) to %d, got %d", maxMinReplicas, s.RedisMinReplicas)
 	}
 	p.Positive("REDIS_TIMEOUT", s.RedisTimeout)
 	return p.Err()
 }
 
-// checkRedisURL accepts redis:// and rediss:// URLs that go-redis can use.
-// url.Parse's own error quotes the URL (and its password): never wrap it.
-func checkRedisURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("not a valid URL")
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return errors.New("scheme must be redis:// or rediss:// (TLS)")
-	}
-	if u.Host == "" {
-		return errors.New("a host is required")
-	}
-	if _, err := redis.ParseURL(raw); err != nil {
-		// After url.Parse succeeded, go-redis errors name only the scheme,
-		// path, database or option names, never the password.
-		return fmt.Errorf("rejected by the Redis client: %w", err)
-	}
-	return nil
-}
+// maxMinReplicas bounds GUARD_REDIS_MIN_REPLICAS: more is a typo, not a deployment.
+const maxMinReplicas = 16
 
 // Options are what Open needs beside Settings; all may be zero.
 type Options struct {

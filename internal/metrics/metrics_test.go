@@ -43,6 +43,8 @@ var touch = map[string]func(m *Metrics){
 	"Sandbox":      func(m *Metrics) { m.Sandbox.WithLabelValues("session_create", "large", "allowed").Inc() },
 	"BreakerState": func(m *Metrics) { m.BreakerState.WithLabelValues("lookup").Set(0) },
 	"Draining":     func(m *Metrics) { m.Draining.Set(0) },
+
+	"LockUnreplicated": func(m *Metrics) { m.LockUnreplicated.WithLabelValues("lock").Inc() },
 }
 
 // exposition renders every composio_guard_* family in the text format, with

@@ -163,12 +163,18 @@ func NewRedis(s Settings, o RedisOptions) (Store, error) {
 	return r, nil
 }
 
-// replicaWait is WAIT's own timeout: most of one call's budget, leaving the
-// rest for the round trip, so that a WAIT that runs out still answers
-// (with the count) before the call's deadline.
+// replicaWait is WAIT's own timeout: two thirds of one call's budget at
+// most, so that a WAIT that runs out still answers (with its count) before
+// the call's deadline. Redis notices a blocked client's timeout on its
+// event loop, up to one server tick (100ms at the default hz 10) late: the
+// margin is never under 120ms (hence MinReplicaTimeout).
 func replicaWait(timeout time.Duration) time.Duration {
-	return max(timeout-min(timeout/4, 100*time.Millisecond), time.Millisecond)
+	return max(timeout-max(timeout/3, 120*time.Millisecond), time.Millisecond)
 }
+
+// MinReplicaTimeout is the shortest GUARD_REDIS_TIMEOUT that leaves WAIT
+// room (replicaWait) when GUARD_REDIS_MIN_REPLICAS is set.
+const MinReplicaTimeout = 250 * time.Millisecond
 
 // clientKnobs are the options every topology's client shares.
 type clientKnobs struct {

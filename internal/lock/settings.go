@@ -87,6 +87,10 @@ func (s Settings) Validate() error {
 	if s.RedisMinReplicas < 0 || s.RedisMinReplicas > maxMinReplicas {
 		p.Add("REDIS_MIN_REPLICAS", "must be from 0 (no wait) to %d, got %d", maxMinReplicas, s.RedisMinReplicas)
 	}
+	if s.RedisMinReplicas > 0 && s.RedisTimeout > 0 && s.RedisTimeout < MinReplicaTimeout {
+		p.Add("REDIS_TIMEOUT", "must be at least %s with %sREDIS_MIN_REPLICAS (WAIT needs most of it), got %s",
+			MinReplicaTimeout, settings.Prefix, s.RedisTimeout)
+	}
 	p.Positive("REDIS_TIMEOUT", s.RedisTimeout)
 	return p.Err()
 }

@@ -1,0 +1,255 @@
+package redistest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// MasterName is the name the sentinels of StartSentinel monitor.
+const MasterName = "guardmaster"
+
+// SentinelSet is a primary, its replica and three sentinels on loopback.
+type SentinelSet struct {
+	t         testing.TB
+	Primary   *Server // the primary at start; after a failover, see Master
+	Replica   *Server
+	Sentinels []*Server
+}
+
+// SentinelTiming tunes how fast the sentinels act.
+type SentinelTiming struct {
+	DownAfter       time.Duration // sentinel down-after-milliseconds; default 1s
+	FailoverTimeout time.Duration // sentinel failover-timeout; default 3s
+}
+
+// StartSentinel runs a primary, one replica of it and three sentinels
+// (quorum 2), waits until the replica is in sync and every sentinel knows
+// the replica and the other sentinels.
+func StartSentinel(t testing.TB, tm SentinelTiming) *SentinelSet {
+	t.Helper()
+	if tm.DownAfter == 0 {
+		tm.DownAfter = time.Second
+	}
+	if tm.FailoverTimeout == 0 {
+		tm.FailoverTimeout = 3 * time.Second
+	}
+	set := &SentinelSet{t: t}
+	set.Primary = Start(t)
+	set.Replica = StartWith(t, Options{Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(set.Primary.Port())}})
+	set.WaitInSync(set.Primary, 10*time.Second)
+	conf := fmt.Sprintf("sentinel resolve-hostnames no\nsentinel monitor %s 127.0.0.1 %d 2\n"+
+		"sentinel down-after-milliseconds %s %d\nsentinel failover-timeout %s %d\nsentinel parallel-syncs %s 1\n",
+		MasterName, set.Primary.Port(), MasterName, tm.DownAfter.Milliseconds(), MasterName, tm.FailoverTimeout.Milliseconds(), MasterName)
+	for range 3 {
+		set.Sentinels = append(set.Sentinels, StartWith(t, Options{Sentinel: conf}))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range set.Sentinels {
+		for {
+			m, err := Info(s.Addr(), "SENTINEL", "MASTER", MasterName)
+			if err == nil && m["num-slaves"] == "1" && m["num-other-sentinels"] == "2" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: sentinel %s did not discover the replica and the other sentinels in 20s: %v %v", s.Addr(), m, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return set
+}
+
+// URL is the redis+sentinel:// URL of the set (database 0).
+func (set *SentinelSet) URL() string {
+	addrs := make([]string, len(set.Sentinels))
+	for i, s := range set.Sentinels {
+		addrs[i] = s.Addr()
+	}
+	return "redis+sentinel://" + strings.Join(addrs, ",") + "/" + MasterName + "/0"
+}
+
+// Master asks a sentinel which address is the master now.
+func (set *SentinelSet) Master() (string, error) {
+	var lastErr error
+	for _, s := range set.Sentinels {
+		r, err := Do(s.Addr(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MasterName)
+		if err == nil && len(r) == 2 {
+			return net.JoinHostPort(r[0], r[1]), nil
+		}
+		lastErr = fmt.Errorf("sentinel %s: %v %v", s.Addr(), r, err)
+	}
+	return "", lastErr
+}
+
+// Role is the ROLE of the server at addr: "master", "slave" or an error.
+func Role(addr string) (string, error) {
+	r, err := Do(addr, "ROLE")
+	if err != nil || len(r) == 0 {
+		return "", fmt.Errorf("ROLE %s: %v %v", addr, r, err)
+	}
+	return r[0], nil
+}
+
+// WaitInSync waits until primary reports a replica online and in sync with
+// its offset.
+func (set *SentinelSet) WaitInSync(primary *Server, within time.Duration) {
+	set.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		info, err := Info(primary.Addr(), "INFO", "replication")
+		if err == nil && info["connected_slaves"] == "1" && strings.Contains(info["slave0"], "state=online") {
+			off := info["master_repl_offset"]
+			if strings.Contains(info["slave0"], "offset="+off+",") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			set.t.Fatalf("redistest: replica of %s not in sync in %v: %v %v", primary.Addr(), within, info, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Cluster is a Redis Cluster of masters on loopback, no replicas.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// StartCluster runs n (>= 3) cluster-enabled nodes, joins them with
+// `redis-cli --cluster create` and waits for cluster_state:ok on each.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	cli := Binary(t, "redis-cli")
+	c := &Cluster{}
+	args := []string{"--cluster", "create"}
+	for range n {
+		s := StartWith(t, Options{Args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000"}})
+		c.Nodes = append(c.Nodes, s)
+		args = append(args, s.Addr())
+	}
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range c.Nodes {
+		for {
+			info, err := Info(s.Addr(), "CLUSTER", "INFO")
+			if err == nil && info["cluster_state"] == "ok" && info["cluster_known_nodes"] == strconv.Itoa(n) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: cluster node %s not ok in 20s: %v %v", s.Addr(), info, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// URL is the redis+cluster:// URL naming every node.
+func (c *Cluster) URL() string {
+	addrs := make([]string, len(c.Nodes))
+	for i, s := range c.Nodes {
+		addrs[i] = s.Addr()
+	}
+	return "redis+cluster://" + strings.Join(addrs, ",")
+}
+
+// Info runs a command that answers "key:value" lines (INFO, CLUSTER INFO)
+// or a flat array of alternating names and values (SENTINEL MASTER) and
+// returns them as a map.
+func Info(addr string, args ...string) (map[string]string, error) {
+	r, err := Do(addr, args...)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	if len(r) == 1 {
+		for line := range strings.SplitSeq(r[0], "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+				m[k] = v
+			}
+		}
+		return m, nil
+	}
+	for i := 0; i+1 < len(r); i += 2 {
+		m[r[i]] = r[i+1]
+	}
+	return m, nil
+}
+
+// Do sends one command in RESP and returns its answer flattened to strings
+// (a bulk or simple string is one element, an array its elements, nested
+// arrays flattened, integers in decimal). An error reply is an error.
+func Do(addr string, args ...string) ([]string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		return nil, err
+	}
+	var out []string
+	err = readReply(bufio.NewReader(c), &out)
+	return out, err
+}
+
+func readReply(r *bufio.Reader, out *[]string) error {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return fmt.Errorf("empty reply line")
+	}
+	switch line[0] {
+	case '+', ':':
+		*out = append(*out, line[1:])
+	case '-':
+		return fmt.Errorf("redis error: %s", line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			*out = append(*out, "")
+			return nil
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return err
+		}
+		*out = append(*out, string(buf[:n]))
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return err
+		}
+		for range n {
+			if err := readReply(r, out); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("unexpected reply %q", line)
+	}
+	return nil
+}

@@ -311,7 +311,7 @@ func TestRedisTwoHolders(t *testing.T) {
 }
 
 func TestRedisServerSentinel(t *testing.T) {
-	set := redistest.StartSentinel(t, redistest.SentinelTiming{})
+	set := redistest.StartSentinel(t, redistest.SentinelOptions{})
 	var n atomic.Int64
 	locktest.Run(t, func(t *testing.T) lock.Store {
 		p := "sentinel-" + strconv.FormatInt(n.Add(1), 10) + ":"

@@ -15,25 +15,31 @@ import (
 // MasterName is the name the sentinels of StartSentinel monitor.
 const MasterName = "guardmaster"
 
-// SentinelSet is a primary, its replica and three sentinels on loopback.
+// SentinelSet is a primary, its replicas and three sentinels on loopback.
 type SentinelSet struct {
 	t         testing.TB
 	Primary   *Server // the primary at start; after a failover, see Master
-	Replica   *Server
+	Replica   *Server // Replicas[0]
+	Replicas  []*Server
 	Sentinels []*Server
 }
 
-// SentinelTiming tunes how fast the sentinels act.
-type SentinelTiming struct {
+// SentinelOptions shape a SentinelSet; the zero value is one replica and
+// sentinels that act within a few seconds.
+type SentinelOptions struct {
+	Replicas        int           // default 1
 	DownAfter       time.Duration // sentinel down-after-milliseconds; default 1s
 	FailoverTimeout time.Duration // sentinel failover-timeout; default 3s
 }
 
-// StartSentinel runs a primary, one replica of it and three sentinels
-// (quorum 2), waits until the replica is in sync and every sentinel knows
-// the replica and the other sentinels.
-func StartSentinel(t testing.TB, tm SentinelTiming) *SentinelSet {
+// StartSentinel runs a primary, its replicas and three sentinels (quorum
+// 2), waits until the replicas are in sync and every sentinel knows them
+// and the other sentinels.
+func StartSentinel(t testing.TB, tm SentinelOptions) *SentinelSet {
 	t.Helper()
+	if tm.Replicas == 0 {
+		tm.Replicas = 1
+	}
 	if tm.DownAfter == 0 {
 		tm.DownAfter = time.Second
 	}
@@ -42,8 +48,11 @@ func StartSentinel(t testing.TB, tm SentinelTiming) *SentinelSet {
 	}
 	set := &SentinelSet{t: t}
 	set.Primary = Start(t)
-	set.Replica = StartWith(t, Options{Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(set.Primary.Port())}})
-	set.WaitInSync(set.Primary, 10*time.Second)
+	for range tm.Replicas {
+		set.Replicas = append(set.Replicas, StartWith(t, Options{Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(set.Primary.Port())}}))
+	}
+	set.Replica = set.Replicas[0]
+	set.WaitInSync(set.Primary, tm.Replicas, 10*time.Second)
 	conf := fmt.Sprintf("sentinel resolve-hostnames no\nsentinel monitor %s 127.0.0.1 %d 2\n"+
 		"sentinel down-after-milliseconds %s %d\nsentinel failover-timeout %s %d\nsentinel parallel-syncs %s 1\n",
 		MasterName, set.Primary.Port(), MasterName, tm.DownAfter.Milliseconds(), MasterName, tm.FailoverTimeout.Milliseconds(), MasterName)
@@ -54,7 +63,7 @@ func StartSentinel(t testing.TB, tm SentinelTiming) *SentinelSet {
 	for _, s := range set.Sentinels {
 		for {
 			m, err := Info(s.Addr(), "SENTINEL", "MASTER", MasterName)
-			if err == nil && m["num-slaves"] == "1" && m["num-other-sentinels"] == "2" {
+			if err == nil && m["num-slaves"] == strconv.Itoa(tm.Replicas) && m["num-other-sentinels"] == "2" {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -97,21 +106,30 @@ func Role(addr string) (string, error) {
 	return r[0], nil
 }
 
-// WaitInSync waits until primary reports a replica online and in sync with
-// its offset.
-func (set *SentinelSet) WaitInSync(primary *Server, within time.Duration) {
+// WaitInSync waits until primary reports n replicas online.
+func (set *SentinelSet) WaitInSync(primary *Server, n int, within time.Duration) {
 	set.t.Helper()
+	if err := WaitReplicas(primary.Addr(), n, within); err != nil {
+		set.t.Fatalf("redistest: %v", err)
+	}
+}
+
+// WaitReplicas waits until the primary at addr reports n replicas online.
+func WaitReplicas(addr string, n int, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
-		info, err := Info(primary.Addr(), "INFO", "replication")
-		if err == nil && info["connected_slaves"] == "1" && strings.Contains(info["slave0"], "state=online") {
-			off := info["master_repl_offset"]
-			if strings.Contains(info["slave0"], "offset="+off+",") {
-				return
+		info, err := Info(addr, "INFO", "replication")
+		online := 0
+		for i := range n {
+			if strings.Contains(info["slave"+strconv.Itoa(i)], "state=online") {
+				online++
 			}
 		}
+		if err == nil && info["role"] == "master" && online == n {
+			return nil
+		}
 		if time.Now().After(deadline) {
-			set.t.Fatalf("redistest: replica of %s not in sync in %v: %v %v", primary.Addr(), within, info, err)
+			return fmt.Errorf("%s: %d replica(s) not online in %v: %v %v", addr, n, within, info, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -429,3 +429,43 @@ func waitCalls(t *testing.T, cl *redistest.Cluster) map[string]int {
 	}
 	return out
 }
+
+// TestRedisServerSentinelCredentials: the sentinels and the data nodes have
+// different passwords; the URL carries each in its own place (user info for
+// the data nodes, sentinel_password for the sentinels), and a wrong one of
+// either is refused without being quoted.
+func TestRedisServerSentinelCredentials(t *testing.T) {
+	const dataPw, sentinelPw = "data-Pa55-w0rd", "sentinel-Pa55-w0rd"
+	set := redistest.StartSentinel(t, redistest.SentinelOptions{DataPassword: dataPw, SentinelPassword: sentinelPw})
+	hosts := strings.TrimPrefix(set.URL(), "redis+sentinel://")
+	url := func(data, sentinel string) string {
+		return "redis+sentinel://:" + data + "@" + hosts + "?sentinel_password=" + sentinel
+	}
+	ctx := context.Background()
+	s, _ := newRedis(t, url(dataPw, sentinelPw), withMinReplicas(1))
+	k := lock.Key("ac_1", "user_sentinel_auth", "PRIVATE")
+	u, err := lockFor(t, s, k, time.Minute, time.Second)
+	if err != nil {
+		t.Fatalf("Lock with both passwords right: %v", err)
+	}
+	u()
+	if err := s.PutLease(ctx, k, lock.Lease{AccountID: "ca_1", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatalf("PutLease with both passwords right: %v", err)
+	}
+	for name, u := range map[string]string{
+		"wrong data password":     url("wrong-"+dataPw, sentinelPw),
+		"wrong sentinel password": url(dataPw, "wrong-"+sentinelPw),
+		"passwords swapped":       url(sentinelPw, dataPw),
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad, _ := newRedis(t, u)
+			err := bad.PutLease(ctx, k, lock.Lease{ExpiresAt: time.Now().Add(time.Minute)})
+			if err == nil {
+				t.Fatal("PutLease succeeded")
+			}
+			if strings.Contains(err.Error(), dataPw) || strings.Contains(err.Error(), sentinelPw) {
+				t.Fatalf("error leaks a password: %v", err)
+			}
+		})
+	}
+}

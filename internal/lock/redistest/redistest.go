@@ -34,6 +34,9 @@ type Options struct {
 	// TLS, when set, also serves TLS on TLSAddr with these PEM files (the
 	// plain port stays for the readiness check).
 	TLS *TLSFiles
+	// Password, when set, is the server's requirepass (a sentinel's own
+	// password, in a sentinel).
+	Password string
 }
 
 // TLSFiles are the PEM files of a TLS server.
@@ -178,6 +181,9 @@ func (s *Server) startLocked() error {
 		conf := filepath.Join(s.dir, "sentinel.conf")
 		if _, err := os.Stat(conf); err != nil {
 			body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n%s\n", s.port, s.dir, s.opt.Sentinel)
+			if s.opt.Password != "" {
+				body += "requirepass " + s.opt.Password + "\n"
+			}
 			if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 				return fmt.Errorf("sentinel config: %w", err)
 			}
@@ -187,6 +193,9 @@ func (s *Server) startLocked() error {
 	if f := s.opt.TLS; f != nil {
 		args = append(args, "--tls-port", strconv.Itoa(s.tlsPort), "--tls-cert-file", f.Cert,
 			"--tls-key-file", f.Key, "--tls-ca-cert-file", f.CA, "--tls-auth-clients", "no")
+	}
+	if s.opt.Password != "" && s.opt.Sentinel == "" {
+		args = append(args, "--requirepass", s.opt.Password, "--masterauth", s.opt.Password)
 	}
 	args = append(args, s.opt.Args...)
 	cmd := exec.Command(s.bin, args...)
@@ -246,7 +255,8 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	// A server that asks for a password is up all the same.
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
 		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
 	}
 	return nil

@@ -22,12 +22,18 @@ type SentinelSet struct {
 	Replica   *Server // Replicas[0]
 	Replicas  []*Server
 	Sentinels []*Server
+
+	dataPass, sentinelPass string
 }
 
 // SentinelOptions shape a SentinelSet; the zero value is one replica and
 // sentinels that act within a few seconds.
 type SentinelOptions struct {
-	Replicas        int           // default 1
+	Replicas int // default 1
+	// DataPassword is the primary's and replicas' requirepass (and
+	// masterauth); SentinelPassword the sentinels' own. Separate on purpose.
+	DataPassword, SentinelPassword string
+
 	DownAfter       time.Duration // sentinel down-after-milliseconds; default 1s
 	FailoverTimeout time.Duration // sentinel failover-timeout; default 3s
 }
@@ -46,23 +52,27 @@ func StartSentinel(t testing.TB, tm SentinelOptions) *SentinelSet {
 	if tm.FailoverTimeout == 0 {
 		tm.FailoverTimeout = 3 * time.Second
 	}
-	set := &SentinelSet{t: t}
-	set.Primary = Start(t)
+	set := &SentinelSet{t: t, dataPass: tm.DataPassword, sentinelPass: tm.SentinelPassword}
+	set.Primary = StartWith(t, Options{Password: tm.DataPassword})
 	for range tm.Replicas {
-		set.Replicas = append(set.Replicas, StartWith(t, Options{Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(set.Primary.Port())}}))
+		set.Replicas = append(set.Replicas, StartWith(t, Options{Password: tm.DataPassword,
+			Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(set.Primary.Port())}}))
 	}
 	set.Replica = set.Replicas[0]
 	set.WaitInSync(set.Primary, tm.Replicas, 10*time.Second)
 	conf := fmt.Sprintf("sentinel resolve-hostnames no\nsentinel monitor %s 127.0.0.1 %d 2\n"+
 		"sentinel down-after-milliseconds %s %d\nsentinel failover-timeout %s %d\nsentinel parallel-syncs %s 1\n",
 		MasterName, set.Primary.Port(), MasterName, tm.DownAfter.Milliseconds(), MasterName, tm.FailoverTimeout.Milliseconds(), MasterName)
+	if tm.DataPassword != "" {
+		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", MasterName, tm.DataPassword)
+	}
 	for range 3 {
-		set.Sentinels = append(set.Sentinels, StartWith(t, Options{Sentinel: conf}))
+		set.Sentinels = append(set.Sentinels, StartWith(t, Options{Sentinel: conf, Password: tm.SentinelPassword}))
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, s := range set.Sentinels {
 		for {
-			m, err := Info(s.Addr(), "SENTINEL", "MASTER", MasterName)
+			m, err := InfoAuth(s.Addr(), set.sentinelPass, "SENTINEL", "MASTER", MasterName)
 			if err == nil && m["num-slaves"] == strconv.Itoa(tm.Replicas) && m["num-other-sentinels"] == "2" {
 				break
 			}
@@ -88,7 +98,7 @@ func (set *SentinelSet) URL() string {
 func (set *SentinelSet) Master() (string, error) {
 	var lastErr error
 	for _, s := range set.Sentinels {
-		r, err := Do(s.Addr(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MasterName)
+		r, err := DoAuth(s.Addr(), set.sentinelPass, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MasterName)
 		if err == nil && len(r) == 2 {
 			return net.JoinHostPort(r[0], r[1]), nil
 		}
@@ -109,16 +119,21 @@ func Role(addr string) (string, error) {
 // WaitInSync waits until primary reports n replicas online.
 func (set *SentinelSet) WaitInSync(primary *Server, n int, within time.Duration) {
 	set.t.Helper()
-	if err := WaitReplicas(primary.Addr(), n, within); err != nil {
+	if err := WaitReplicasAuth(primary.Addr(), set.dataPass, n, within); err != nil {
 		set.t.Fatalf("redistest: %v", err)
 	}
 }
 
 // WaitReplicas waits until the primary at addr reports n replicas online.
 func WaitReplicas(addr string, n int, within time.Duration) error {
+	return WaitReplicasAuth(addr, "", n, within)
+}
+
+// WaitReplicasAuth is WaitReplicas on a server with a password.
+func WaitReplicasAuth(addr, pass string, n int, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
-		info, err := Info(addr, "INFO", "replication")
+		info, err := InfoAuth(addr, pass, "INFO", "replication")
 		online := 0
 		for i := range n {
 			if strings.Contains(info["slave"+strconv.Itoa(i)], "state=online") {
@@ -186,7 +201,12 @@ func (c *Cluster) URL() string {
 // or a flat array of alternating names and values (SENTINEL MASTER) and
 // returns them as a map.
 func Info(addr string, args ...string) (map[string]string, error) {
-	r, err := Do(addr, args...)
+	return InfoAuth(addr, "", args...)
+}
+
+// InfoAuth is Info on a server with a password.
+func InfoAuth(addr, pass string, args ...string) (map[string]string, error) {
+	r, err := DoAuth(addr, pass, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -208,24 +228,36 @@ func Info(addr string, args ...string) (map[string]string, error) {
 // Do sends one command in RESP and returns its answer flattened to strings
 // (a bulk or simple string is one element, an array its elements, nested
 // arrays flattened, integers in decimal). An error reply is an error.
-func Do(addr string, args ...string) ([]string, error) {
+func Do(addr string, args ...string) ([]string, error) { return DoAuth(addr, "", args...) }
+
+// DoAuth is Do after AUTH pass, when pass is not empty.
+func DoAuth(addr, pass string, args ...string) ([]string, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	r := bufio.NewReader(c)
+	send := func(args ...string) ([]string, error) {
+		var b strings.Builder
+		fmt.Fprintf(&b, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+		}
+		if _, err := c.Write([]byte(b.String())); err != nil {
+			return nil, err
+		}
+		var out []string
+		err := readReply(r, &out)
+		return out, err
 	}
-	if _, err := c.Write([]byte(b.String())); err != nil {
-		return nil, err
+	if pass != "" {
+		if _, err := send("AUTH", pass); err != nil {
+			return nil, err
+		}
 	}
-	var out []string
-	err = readReply(bufio.NewReader(c), &out)
-	return out, err
+	return send(args...)
 }
 
 func readReply(r *bufio.Reader, out *[]string) error {

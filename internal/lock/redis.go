@@ -296,7 +296,7 @@ func (r *Redis) Lock(ctx context.Context, key string, ttl time.Duration) (Unlock
 		var acked int64
 		err := r.call(ctx, "lock", func(ctx context.Context) error {
 			var err error
-			won, acked, err = r.set(ctx, k, token, "NX", "PX", ttl.Milliseconds())
+			won, acked, err = r.set(ctx, k, token, token, "NX", "PX", ttl.Milliseconds())
 			return err
 		})
 		if err != nil {
@@ -409,7 +409,7 @@ func (r *Redis) PutLease(ctx context.Context, key string, l Lease) error {
 	var acked int64
 	err = r.call(ctx, "put lease", func(ctx context.Context) error {
 		var err error
-		_, acked, err = r.set(ctx, k, b, "PXAT", l.ExpiresAt.UnixMilli())
+		_, acked, err = r.set(ctx, k, "", b, "PXAT", l.ExpiresAt.UnixMilli())
 		return err
 	})
 	if err == nil && r.minReplicas > 0 && acked < int64(r.minReplicas) {
@@ -424,10 +424,16 @@ func (r *Redis) PutLease(ctx context.Context, key string, l Lease) error {
 // the writes of its own connection), to the node that holds k on a Cluster.
 // wrote is false when an NX found k taken; acked is WAIT's count (0 without
 // WAIT).
-func (r *Redis) set(ctx context.Context, k string, args ...any) (wrote bool, acked int64, err error) {
+//
+// own, when set, is the value an NX writes (the lock's token). The Cluster
+// client re-sends a command after a network error or a timeout (to follow
+// the slot map), so an NX that did land may come back "taken": a GET in the
+// same round trip tells our own token from another holder's.
+func (r *Redis) set(ctx context.Context, k, own string, args ...any) (wrote bool, acked int64, err error) {
 	cmd := make([]any, 0, 2+len(args))
 	cmd = append(append(cmd, "SET", k), args...)
-	if r.minReplicas == 0 {
+	verify := own != "" && r.cluster != nil && r.minReplicas == 0
+	if r.minReplicas == 0 && !verify {
 		err := r.client.Do(ctx, cmd...).Err()
 		if errors.Is(err, redis.Nil) {
 			return false, 0, nil
@@ -435,26 +441,40 @@ func (r *Redis) set(ctx context.Context, k string, args ...any) (wrote bool, ack
 		return err == nil, 0, err
 	}
 	var node redis.Cmdable = r.client
-	if r.cluster != nil {
+	if r.cluster != nil && r.minReplicas > 0 {
+		// One node's own client: WAIT must follow the SET on its connection,
+		// and this client does not re-send.
 		c, err := r.cluster.MasterForKey(ctx, k)
 		if err != nil {
 			return false, 0, err
 		}
 		node = c
 	}
-	var set *redis.Cmd
-	var wait *redis.Cmd
+	var set, get, wait *redis.Cmd
 	_, _ = node.Pipelined(ctx, func(p redis.Pipeliner) error {
 		set = p.Do(ctx, cmd...)
-		wait = p.Do(ctx, "WAIT", r.minReplicas, r.waitFor.Milliseconds())
+		if verify {
+			get = p.Do(ctx, "GET", k)
+		}
+		if r.minReplicas > 0 {
+			wait = p.Do(ctx, "WAIT", r.minReplicas, r.waitFor.Milliseconds())
+		}
 		return nil
 	})
 	switch err := set.Err(); {
 	case errors.Is(err, redis.Nil):
+		if verify {
+			if v, err := get.Text(); err == nil && v == own {
+				wrote = true // our own NX, re-sent
+			}
+		}
 	case err != nil:
 		return false, 0, err
 	default:
 		wrote = true
+	}
+	if wait == nil {
+		return wrote, 0, nil
 	}
 	n, err := wait.Int64()
 	if err != nil {

@@ -22,13 +22,13 @@ const (
 	apiKey        = "test_key_failover" // a test key: the fake's request log keeps it
 	authConfig    = "ac_failover"
 	lookupTimeout = 2 * time.Second
-	redisTimeout  = 500 * time.Millisecond
+	redisTimeout  = time.Second
 	lockWait      = time.Second
 	// bound is the longest any answer may take: the lookup timeout plus the
 	// Redis timeout (the bound), plus scheduling slack on a shared
 	// two-core machine.
 	bound   = lookupTimeout + redisTimeout
-	slack   = 500 * time.Millisecond
+	slack   = time.Second
 	workers = 9
 	// userEvery is how long one user is "current": every worker links it
 	// through a random proxy, so each user is raced across the replicas.

@@ -489,7 +489,7 @@ func (r *Redis) notReplicated(op string, acked int64) error {
 	r.log.Warn("redis write not replicated in time: a failover now could lose it",
 		zap.String("op", op), zap.Int64("acknowledged", acked), zap.Int("min_replicas", r.minReplicas),
 		zap.Duration("waited", r.waitFor), zap.String("topology", string(r.topology)))
-	return fmt.Errorf("lock: redis %s: %w (%d of %d within %v)", op, ErrUnreplicated, acked, r.minReplicas, r.waitFor)
+	return fmt.Errorf("%w: redis %s: %d of %d within %v", ErrUnreplicated, op, acked, r.minReplicas, r.waitFor)
 }
 
 // lockKey and leaseKey name the Redis keys of one guarded key. Both carry

@@ -169,7 +169,7 @@ func NewRedis(s Settings, o RedisOptions) (Store, error) {
 // event loop, up to one server tick (100ms at the default hz 10) late: the
 // margin is never under 120ms (hence MinReplicaTimeout).
 func replicaWait(timeout time.Duration) time.Duration {
-	return max(timeout-max(timeout/3, 120*time.Millisecond), time.Millisecond)
+	return max((timeout - max(timeout/3, 120*time.Millisecond)).Truncate(time.Millisecond), time.Millisecond)
 }
 
 // MinReplicaTimeout is the shortest GUARD_REDIS_TIMEOUT that leaves WAIT

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine, and nothing
-# that is already there: redis-server (replica and Redis tests), Node.js + npm
+# that is already there: redis-server and redis-cli (replica, failover,
+# Sentinel, Cluster and TLS tests), Node.js + npm
 # and the pinned SDKs (real-SDK conformance suite), promtool (alert rules),
 # kustomize (manifests), wrk (the load benchmark). Idempotent: a second run only checks.
 set -euo pipefail
@@ -8,6 +9,10 @@ cd "$(dirname "$0")/.."
 
 apt_need=()
 command -v redis-server >/dev/null 2>&1 || apt_need+=(redis-server)
+# redis-cli (redis-tools; a dependency of redis-server on Debian, checked on
+# its own) builds the Cluster of the Cluster smoke test; Sentinel runs as
+# redis-server --sentinel, so no redis-sentinel package is needed.
+command -v redis-cli >/dev/null 2>&1 || apt_need+=(redis-tools)
 command -v node >/dev/null 2>&1 || apt_need+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_need+=(npm)
 command -v wrk >/dev/null 2>&1 || apt_need+=(wrk)         # bench/run.sh

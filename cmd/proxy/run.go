@@ -16,6 +16,7 @@ import (
 	"github.com/composio-guard/composio-guard/internal/app"
 	"github.com/composio-guard/composio-guard/internal/composiotest"
 	"github.com/composio-guard/composio-guard/internal/config"
+	"github.com/composio-guard/composio-guard/internal/lock"
 	"github.com/composio-guard/composio-guard/internal/logging"
 )
 
@@ -35,6 +36,10 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.checkConfig {
 		fmt.Fprintf(o.stdout, "configuration ok: %s\n", cfg)
+		if cfg.Lock.Backend == lock.BackendRedis {
+			// What GUARD_REDIS_URL names, with no credential.
+			fmt.Fprintf(o.stdout, "redis: %s, min replicas %d\n", lock.Describe(cfg.Lock.RedisURL), cfg.Lock.RedisMinReplicas)
+		}
 		for _, n := range cfg.Notes() {
 			fmt.Fprintf(o.stdout, "note: %s\n", n)
 		}

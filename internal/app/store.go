@@ -20,6 +20,9 @@ func openStore(s lock.Settings, m *metrics.Metrics, log *zap.Logger) (lock.Store
 	if err != nil {
 		return nil, fmt.Errorf("%s lock backend: %w", s.Backend, err)
 	}
+	if s.Backend == lock.BackendRedis {
+		log.Info("lock backend: redis", zap.String("redis", lock.Describe(s.RedisURL)), zap.Int("min_replicas", s.RedisMinReplicas))
+	}
 	return store, nil
 }
 

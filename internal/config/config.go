@@ -302,7 +302,9 @@ func (c Config) String() string {
 		b.WriteString(Prefix + key)
 		b.WriteByte('=')
 		switch key {
-		case "REDIS_URL", "UPSTREAM_URL":
+		case "REDIS_URL":
+			b.WriteString(lock.RedactURL(f.String())) // every password: data nodes' and sentinels'
+		case "UPSTREAM_URL":
 			b.WriteString(RedactURL(f.String()))
 		case "AUDIT_API_KEY": // a secret: only whether it is set
 			if f.String() != "" {

@@ -70,6 +70,9 @@ const (
 	ReasonLockTimeout   = "lock_timeout"
 	ReasonLockError     = "lock_error"
 	ReasonLeaseError    = "lease_error"
+	// The lock was taken but fewer than GUARD_REDIS_MIN_REPLICAS replicas
+	// acknowledged it in time (it was released again).
+	ReasonLockUnreplicated = "lock_unreplicated"
 
 	// invalid_request
 	ReasonBodyTooLarge       = "body_too_large"

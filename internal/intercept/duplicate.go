@@ -169,6 +169,9 @@ func (p *duplicatePolicy) check(c *linkCall) verdict {
 	p.lockWaitObs.Observe(time.Since(c.begin).Seconds())
 	if err != nil {
 		reason := ReasonLockError // counted by the backend itself
+		if errors.Is(err, lock.ErrUnreplicated) {
+			reason = ReasonLockUnreplicated // counted by the backend too (lock_unreplicated_total)
+		}
 		if errors.Is(err, lock.ErrTimeout) {
 			reason = ReasonLockTimeout
 			if !errors.Is(ctx.Err(), context.Canceled) { // the wait ran out; a caller gone says nothing about the lock
@@ -461,6 +464,14 @@ func (p *duplicatePolicy) storeLease(ctx context.Context, c *linkCall, cw *captu
 func (p *duplicatePolicy) putLease(ctx context.Context, c *linkCall, l lock.Lease) {
 	ctx = context.WithoutCancel(ctx)
 	if err := p.store.PutLease(ctx, c.key, l); err != nil {
+		if errors.Is(err, lock.ErrUnreplicated) {
+			// Stored on the primary, where it serves; a failover before it
+			// reaches a replica loses it, and a repeat then meets the
+			// pending-link rule (Composio's INITIATED account) instead of a replay.
+			c.sc.Log().Warn("pending-link lease stored but not replicated in time", zap.String("route", c.route), zap.Error(err))
+			p.leases[leaseStored].Inc()
+			return
+		}
 		c.sc.Log().Warn("pending-link lease not stored", zap.String("route", c.route), zap.Error(err))
 		return
 	}

@@ -27,6 +27,14 @@ func (brokenStore) PutLease(context.Context, string, lock.Lease) error { return 
 func (brokenStore) DropLease(context.Context, string) error            { return errBackend }
 func (brokenStore) Backend() string                                    { return "redis" }
 
+// unreplicatedStore takes no lock: fewer replicas than
+// GUARD_REDIS_MIN_REPLICAS acknowledged it (lock.Redis released it again).
+type unreplicatedStore struct{ brokenStore }
+
+func (unreplicatedStore) Lock(context.Context, string, time.Duration) (lock.Unlock, error) {
+	return nil, fmt.Errorf("lock: redis lock: %w (0 of 1 within 333ms)", lock.ErrUnreplicated)
+}
+
 // leaseBroken locks but cannot read or write leases.
 type leaseBroken struct{ brokenStore }
 

@@ -9,10 +9,11 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
-	"net/url"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
@@ -73,10 +74,19 @@ func (r redisLog) Printf(_ context.Context, format string, v ...any) {
 // Redis is the Store shared by several replicas. NewRedis returns it as a
 // Store; it is also an io.Closer, and main closes it on shutdown.
 type Redis struct {
-	client  *redis.Client
-	prefix  string
-	timeout time.Duration
-	m       *metrics.Metrics
+	client   redis.UniversalClient // a *redis.Client (one node, Sentinel) or a *redis.ClusterClient
+	cluster  *redis.ClusterClient  // set on Cluster: WAIT goes to the node of the key
+	topology Topology
+	prefix   string
+	timeout  time.Duration
+	m        *metrics.Metrics
+	log      *zap.Logger
+
+	// Replication before trust (GUARD_REDIS_MIN_REPLICAS): a lock or lease
+	// write is followed by WAIT minReplicas waitFor on its connection.
+	minReplicas  int
+	waitFor      time.Duration
+	unreplicated map[string]prometheus.Counter // by op: lock, lease
 
 	stop      chan struct{}
 	mu        sync.Mutex // guards closed against wg.Add racing Close's wg.Wait
@@ -88,19 +98,29 @@ type Redis struct {
 
 var _ Store = (*Redis)(nil)
 
+// ErrUnreplicated is returned (wrapped) by Lock and PutLease when fewer than
+// GUARD_REDIS_MIN_REPLICAS replicas acknowledged the write in time. A lock
+// is released first: the caller does not hold it. A lease stays written on
+// the primary.
+var ErrUnreplicated = errors.New("lock: write not acknowledged by enough Redis replicas")
+
+// Ops of metrics.LockUnreplicated.
+const (
+	UnreplicatedLock  = "lock"
+	UnreplicatedLease = "lease"
+)
+
 // NewRedis connects lazily: a Redis that is down at start-up is no start-up
 // failure (the guard's failure mode decides per request), it shows as
 // BackendUp{backend="redis"} 0 and as errors per call until Redis answers.
-// Only a malformed URL is an error.
+// Only a malformed URL (or CA file) is an error.
 func NewRedis(s Settings, o RedisOptions) (Store, error) {
-	opt, err := redis.ParseURL(s.RedisURL)
+	target, err := parseRedisURL(s.RedisURL, s.RedisCAFile)
 	if err != nil {
-		// url.Error quotes the whole URL, password included: keep only the cause.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
 		return nil, fmt.Errorf("lock: invalid GUARD_REDIS_URL: %w", err)
+	}
+	if s.RedisMinReplicas < 0 {
+		return nil, fmt.Errorf("lock: GUARD_REDIS_MIN_REPLICAS %d is negative", s.RedisMinReplicas)
 	}
 	def := DefaultSettings()
 	if s.RedisTimeout <= 0 {
@@ -115,43 +135,25 @@ func NewRedis(s Settings, o RedisOptions) (Store, error) {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New(metrics.Build{})
 	}
-	// Timeouts no longer than one call's budget, unless the URL says otherwise:
-	// a down or slow Redis must fail the call, never hang the client.
-	if opt.DialTimeout == 0 {
-		opt.DialTimeout = s.RedisTimeout
-	}
-	if opt.ReadTimeout == 0 {
-		opt.ReadTimeout = s.RedisTimeout
-	}
-	if opt.WriteTimeout == 0 {
-		opt.WriteTimeout = s.RedisTimeout
-	}
-	if opt.PoolTimeout == 0 {
-		opt.PoolTimeout = s.RedisTimeout
-	}
-	opt.ContextTimeoutEnabled = true
-	// One dial attempt per call: the caller's own loop (or the next request)
-	// retries, and go-redis redials in the background after repeated failures.
-	opt.DialerRetries = 1
-	// No silent re-send: a retried SET NX whose first attempt did land would
-	// report the lock as taken by someone else; each call is one attempt.
-	opt.MaxRetries = -1
-	// PoolSize keeps go-redis's default (10 per GOMAXPROCS): calls are short,
-	// and a lock waiter holds a connection only for one SET at a time.
-	opt.DisableIdentity = true // CLIENT SETINFO is an extra round trip, unknown before Redis 7.2
-	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
 	redis.SetLogger(redisLog{o.Logger})
 
 	r := &Redis{
-		client:  redis.NewClient(opt),
-		prefix:  s.RedisKeyPrefix,
-		timeout: s.RedisTimeout,
-		m:       o.Metrics,
-		stop:    make(chan struct{}),
+		topology:    target.topology,
+		prefix:      s.RedisKeyPrefix,
+		timeout:     s.RedisTimeout,
+		m:           o.Metrics,
+		log:         o.Logger,
+		minReplicas: s.RedisMinReplicas,
+		waitFor:     replicaWait(s.RedisTimeout),
+		stop:        make(chan struct{}),
+	}
+	r.client, r.cluster = target.newClient(s.RedisTimeout)
+	r.unreplicated = map[string]prometheus.Counter{
+		UnreplicatedLock:  r.m.LockUnreplicated.WithLabelValues(UnreplicatedLock),
+		UnreplicatedLease: r.m.LockUnreplicated.WithLabelValues(UnreplicatedLease),
 	}
 	r.m.BackendUp.WithLabelValues(r.Backend()).Set(0)
 	if o.PingInterval > 0 {
@@ -160,6 +162,76 @@ func NewRedis(s Settings, o RedisOptions) (Store, error) {
 	}
 	return r, nil
 }
+
+// replicaWait is WAIT's own timeout: two thirds of one call's budget at
+// most, so that a WAIT that runs out still answers (with its count) before
+// the call's deadline. Redis notices a blocked client's timeout on its
+// event loop, up to one server tick (100ms at the default hz 10) late: the
+// margin is never under 120ms (hence MinReplicaTimeout).
+func replicaWait(timeout time.Duration) time.Duration {
+	return max((timeout - max(timeout/3, 120*time.Millisecond)).Truncate(time.Millisecond), time.Millisecond)
+}
+
+// MinReplicaTimeout is the shortest GUARD_REDIS_TIMEOUT that leaves WAIT
+// room (replicaWait) when GUARD_REDIS_MIN_REPLICAS is set.
+const MinReplicaTimeout = 250 * time.Millisecond
+
+// clientKnobs are the options every topology's client shares.
+type clientKnobs struct {
+	dial, read, write, pool *time.Duration
+	ctxTimeout              *bool
+	dialerRetries           *int
+	maxRetries              *int
+	disableIdentity         *bool
+}
+
+// tune sets what every client needs: timeouts no longer than one call's
+// budget unless the URL says otherwise (a down or slow Redis must fail the
+// call, never hang the client), one dial attempt per call (the caller's own
+// loop, or the next request, retries), and no silent re-send (a retried
+// SET NX whose first attempt did land would report the lock as taken by
+// someone else: each call is one attempt).
+func (k clientKnobs) tune(timeout time.Duration) {
+	for _, d := range []*time.Duration{k.dial, k.read, k.write, k.pool} {
+		if *d == 0 {
+			*d = timeout
+		}
+	}
+	*k.ctxTimeout = true
+	*k.dialerRetries = 1
+	*k.maxRetries = -1
+	*k.disableIdentity = true // CLIENT SETINFO is an extra round trip, unknown before Redis 7.2
+}
+
+// newClient builds the client of the target's topology.
+func (t *redisTarget) newClient(timeout time.Duration) (redis.UniversalClient, *redis.ClusterClient) {
+	off := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	switch {
+	case t.failover != nil:
+		o := t.failover
+		clientKnobs{&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout,
+			&o.ContextTimeoutEnabled, &o.DialerRetries, &o.MaxRetries, &o.DisableIdentity}.tune(timeout)
+		return redis.NewFailoverClient(o), nil
+	case t.cluster != nil:
+		o := t.cluster
+		clientKnobs{&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout,
+			&o.ContextTimeoutEnabled, &o.DialerRetries, &o.MaxRetries, &o.DisableIdentity}.tune(timeout)
+		o.MaintNotificationsConfig = off
+		c := redis.NewClusterClient(o)
+		return c, c
+	default:
+		o := t.single
+		clientKnobs{&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout,
+			&o.ContextTimeoutEnabled, &o.DialerRetries, &o.MaxRetries, &o.DisableIdentity}.tune(timeout)
+		o.MaintNotificationsConfig = off
+		// PoolSize keeps go-redis's default (10 per GOMAXPROCS): calls are
+		// short, and a lock waiter holds a connection only for one SET at a time.
+		return redis.NewClient(o), nil
+	}
+}
+
+// Topology is the deployment GUARD_REDIS_URL names.
+func (r *Redis) Topology() Topology { return r.topology }
 
 // Backend names the backend for metrics and logs.
 func (r *Redis) Backend() string { return "redis" }
@@ -217,21 +289,15 @@ func (r *Redis) Lock(ctx context.Context, key string, ttl time.Duration) (Unlock
 	if err != nil {
 		return nil, err
 	}
-	k := r.prefix + "lock:" + key
+	k := r.lockKey(key)
 	backoff := redisMinBackoff
 	for {
 		var won bool
+		var acked int64
 		err := r.call(ctx, "lock", func(ctx context.Context) error {
-			err := r.client.Do(ctx, "SET", k, token, "NX", "PX", ttl.Milliseconds()).Err()
-			switch {
-			case err == nil:
-				won = true
-				return nil
-			case errors.Is(err, redis.Nil):
-				return nil // held by another
-			default:
-				return err
-			}
+			var err error
+			won, acked, err = r.set(ctx, k, token, token, "NX", "PX", ttl.Milliseconds())
+			return err
 		})
 		if err != nil {
 			// The SET may have landed although its answer was lost: free it
@@ -243,6 +309,12 @@ func (r *Redis) Lock(ctx context.Context, key string, ttl time.Duration) (Unlock
 			return nil, err
 		}
 		if won {
+			if r.minReplicas > 0 && acked < int64(r.minReplicas) {
+				// A lock the promoted replica would not know is no lock:
+				// free it rather than hold it stale, and report it.
+				r.abandon(k, token)
+				return nil, r.notReplicated(UnreplicatedLock, acked)
+			}
 			return r.unlocker(k, token), nil
 		}
 		// Full jitter in [backoff/2, backoff): waiters on other replicas spread out.
@@ -296,7 +368,7 @@ func (r *Redis) abandon(k, token string) {
 // GetLease reads the lease; a lease whose ExpiresAt has passed is a miss even
 // if Redis still holds it (its clock may lag ours).
 func (r *Redis) GetLease(ctx context.Context, key string) (Lease, bool, error) {
-	k := r.prefix + "lease:" + key
+	k := r.leaseKey(key)
 	var raw []byte
 	err := r.call(ctx, "get lease", func(ctx context.Context) error {
 		b, err := r.client.Get(ctx, k).Bytes()
@@ -326,7 +398,7 @@ func (r *Redis) GetLease(ctx context.Context, key string) (Lease, bool, error) {
 // PutLease stores l as JSON with PXAT at l.ExpiresAt, so Redis drops it when
 // the link expires. An already expired lease deletes any older one.
 func (r *Redis) PutLease(ctx context.Context, key string, l Lease) error {
-	k := r.prefix + "lease:" + key
+	k := r.leaseKey(key)
 	if !time.Now().Before(l.ExpiresAt) {
 		return r.DropLease(ctx, key)
 	}
@@ -334,14 +406,112 @@ func (r *Redis) PutLease(ctx context.Context, key string, l Lease) error {
 	if err != nil {
 		return fmt.Errorf("lock: encode lease: %w", err)
 	}
-	return r.call(ctx, "put lease", func(ctx context.Context) error {
-		return r.client.Do(ctx, "SET", k, b, "PXAT", l.ExpiresAt.UnixMilli()).Err()
+	var acked int64
+	err = r.call(ctx, "put lease", func(ctx context.Context) error {
+		var err error
+		_, acked, err = r.set(ctx, k, "", b, "PXAT", l.ExpiresAt.UnixMilli())
+		return err
 	})
+	if err == nil && r.minReplicas > 0 && acked < int64(r.minReplicas) {
+		// Written on the primary, where it serves until a failover: kept.
+		return r.notReplicated(UnreplicatedLease, acked)
+	}
+	return err
+}
+
+// set runs SET k args. With GUARD_REDIS_MIN_REPLICAS it is pipelined with
+// WAIT on the same connection (WAIT counts the replicas that acknowledged
+// the writes of its own connection), to the node that holds k on a Cluster.
+// wrote is false when an NX found k taken; acked is WAIT's count (0 without
+// WAIT).
+//
+// own, when set, is the value an NX writes (the lock's token). The Cluster
+// client re-sends a command after a network error or a timeout (to follow
+// the slot map), so an NX that did land may come back "taken": a GET in the
+// same round trip tells our own token from another holder's.
+func (r *Redis) set(ctx context.Context, k, own string, args ...any) (wrote bool, acked int64, err error) {
+	cmd := make([]any, 0, 2+len(args))
+	cmd = append(append(cmd, "SET", k), args...)
+	verify := own != "" && r.cluster != nil && r.minReplicas == 0
+	if r.minReplicas == 0 && !verify {
+		err := r.client.Do(ctx, cmd...).Err()
+		if errors.Is(err, redis.Nil) {
+			return false, 0, nil
+		}
+		return err == nil, 0, err
+	}
+	var node redis.Cmdable = r.client
+	if r.cluster != nil && r.minReplicas > 0 {
+		// One node's own client: WAIT must follow the SET on its connection,
+		// and this client does not re-send.
+		c, err := r.cluster.MasterForKey(ctx, k)
+		if err != nil {
+			return false, 0, err
+		}
+		node = c
+	}
+	var set, get, wait *redis.Cmd
+	_, _ = node.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.Do(ctx, cmd...)
+		if verify {
+			get = p.Do(ctx, "GET", k)
+		}
+		if r.minReplicas > 0 {
+			wait = p.Do(ctx, "WAIT", r.minReplicas, r.waitFor.Milliseconds())
+		}
+		return nil
+	})
+	switch err := set.Err(); {
+	case errors.Is(err, redis.Nil):
+		if verify {
+			if v, err := get.Text(); err == nil && v == own {
+				wrote = true // our own NX, re-sent
+			}
+		}
+	case err != nil:
+		return false, 0, err
+	default:
+		wrote = true
+	}
+	if wait == nil {
+		return wrote, 0, nil
+	}
+	n, err := wait.Int64()
+	if err != nil {
+		return wrote, 0, err
+	}
+	return wrote, n, nil
+}
+
+// notReplicated counts and logs a write that too few replicas acknowledged.
+func (r *Redis) notReplicated(op string, acked int64) error {
+	r.unreplicated[op].Inc()
+	r.log.Warn("redis write not replicated in time: a failover now could lose it",
+		zap.String("op", op), zap.Int64("acknowledged", acked), zap.Int("min_replicas", r.minReplicas),
+		zap.Duration("waited", r.waitFor), zap.String("topology", string(r.topology)))
+	return fmt.Errorf("%w: redis %s: %d of %d within %v", ErrUnreplicated, op, acked, r.minReplicas, r.waitFor)
+}
+
+// lockKey and leaseKey name the Redis keys of one guarded key. Both carry
+// the same hash tag (the guarded key in braces), so that on a Cluster a
+// lock and its lease live in one slot, and the prefix holds no brace
+// (Settings.Validate), so the tag is always the guarded key's.
+func (r *Redis) lockKey(key string) string  { return r.prefix + "lock:{" + tagSafe(key) + "}" }
+func (r *Redis) leaseKey(key string) string { return r.prefix + "lease:{" + tagSafe(key) + "}" }
+
+// tagSafe escapes the braces (and the escape itself) of a guarded key, so
+// that the hash tag is the whole key and never empty; one-to-one, so two
+// keys never share a name.
+func tagSafe(key string) string {
+	if !strings.ContainsAny(key, "{}%") {
+		return key
+	}
+	return strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D").Replace(key)
 }
 
 // DropLease deletes the lease; a missing one is no error.
 func (r *Redis) DropLease(ctx context.Context, key string) error {
-	k := r.prefix + "lease:" + key
+	k := r.leaseKey(key)
 	return r.call(ctx, "drop lease", func(ctx context.Context) error {
 		return r.client.Del(ctx, k).Err()
 	})

@@ -126,7 +126,7 @@ func TestRedisLockUsesTTL(t *testing.T) {
 	if _, err := lockFor(t, s, k, 1500*time.Millisecond, time.Second); err != nil {
 		t.Fatalf("Lock: %v", err)
 	}
-	if got := mr.TTL(prefix + "lock:" + k); got != 1500*time.Millisecond {
+	if got := mr.TTL(prefix + "lock:{" + k + "}"); got != 1500*time.Millisecond {
 		t.Fatalf("lock key TTL = %v, want 1.5s (SET PX ttl)", got)
 	}
 	// The holder never releases (a crashed replica): the lock frees itself.
@@ -162,7 +162,7 @@ func TestRedisReleaseChecksToken(t *testing.T) {
 		t.Fatalf("lock_errors_total{reason=release_lost} = %v, want 1", got)
 	}
 	newHolder()
-	if mr.Exists(prefix + "lock:" + k) {
+	if mr.Exists(prefix + "lock:{" + k + "}") {
 		t.Fatal("lock key still present after its holder released it")
 	}
 	if got := lockErrs(t, m, lock.RedisErrLost); got != 1 {
@@ -180,7 +180,7 @@ func TestRedisLeaseExpiresWithPXAT(t *testing.T) {
 	if err := s.PutLease(ctx, k, want); err != nil {
 		t.Fatalf("PutLease: %v", err)
 	}
-	ttl := mr.TTL(prefix + "lease:" + k)
+	ttl := mr.TTL(prefix + "lease:{" + k + "}")
 	if ttl < 9*time.Minute || ttl > 10*time.Minute {
 		t.Fatalf("lease key TTL = %v, want about 10m (PXAT expires_at)", ttl)
 	}
@@ -189,7 +189,7 @@ func TestRedisLeaseExpiresWithPXAT(t *testing.T) {
 		t.Fatalf("GetLease = %+v, %v, %v; want the stored lease", got, ok, err)
 	}
 	mr.FastForward(10*time.Minute + time.Second)
-	if mr.Exists(prefix + "lease:" + k) {
+	if mr.Exists(prefix + "lease:{" + k + "}") {
 		t.Fatal("Redis kept the lease past its expires_at")
 	}
 	if _, ok, err := s.GetLease(ctx, k); ok || err != nil {
@@ -201,13 +201,13 @@ func TestRedisUndecodableLeaseIsAMiss(t *testing.T) {
 	mr := miniredis.RunT(t)
 	s, m := newRedis(t, miniURL(mr))
 	k := lock.Key("ac_1", "user_1", "PRIVATE")
-	if err := mr.Set(prefix+"lease:"+k, "not json"); err != nil {
+	if err := mr.Set(prefix+"lease:{"+k+"}", "not json"); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, err := s.GetLease(context.Background(), k); ok || err != nil {
 		t.Fatalf("GetLease of garbage = %v, %v; want a miss without error", ok, err)
 	}
-	if mr.Exists(prefix + "lease:" + k) {
+	if mr.Exists(prefix + "lease:{" + k + "}") {
 		t.Fatal("undecodable lease left in Redis")
 	}
 	if got := lockErrs(t, m, lock.RedisErrDecode); got != 1 {

@@ -1,12 +1,9 @@
 package lock
 
 import (
-	"errors"
-	"fmt"
-	"net/url"
+	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/composio-guard/composio-guard/internal/metrics"
@@ -23,10 +20,24 @@ type Settings struct {
 	// the longest a holder can legitimately keep it: lookup timeout plus
 	// upstream response header timeout.
 	Wait time.Duration `env:"LOCK_WAIT" envDefault:"0s"`
-	// Required by the `redis` backend: `redis://[user:password@]host:port[/db]`,
-	// or `rediss://` for TLS; go-redis's URL query options (`dial_timeout`,
-	// `pool_size`...) are honoured. The password is never logged.
+	// Required by the `redis` backend; it names the Redis and its topology
+	// (docs/redis.md): `redis://[user:password@]host:port[/db]` for one
+	// endpoint; `redis+sentinel://[user:password@]s1:26379,s2:26379/<master>[/db]?sentinel_username=..&sentinel_password=..`
+	// for Sentinel; `redis+cluster://[user:password@]n1:7000,n2:7001` for
+	// Cluster; `rediss`, `rediss+sentinel` and `rediss+cluster` for TLS. The
+	// user info authenticates to the data nodes; go-redis's URL query
+	// options (`dial_timeout`, `pool_size`...) are honoured. Every password
+	// is masked in logs and in `-check-config`.
 	RedisURL string `env:"REDIS_URL"`
+	// A PEM file of the certificates that verify the Redis servers of a TLS
+	// URL; empty uses the system's roots.
+	RedisCAFile string `env:"REDIS_CA_FILE"`
+	// How many replicas must acknowledge a lock or a lease (Redis `WAIT`,
+	// within `GUARD_REDIS_TIMEOUT`) before the guard trusts it; `0` does not
+	// wait. A lock not replicated in time is released and handled as a lock
+	// failure, per `GUARD_FAILURE_MODE`. Keep it below the number of
+	// replicas, or one replica down stops every guarded create.
+	RedisMinReplicas int `env:"REDIS_MIN_REPLICAS" envDefault:"0"`
 	// Prefix of every Redis key. Keys hold hashes, never a credential or a
 	// raw user id.
 	RedisKeyPrefix string `env:"REDIS_KEY_PREFIX" envDefault:"composio-guard:"`
@@ -64,34 +75,31 @@ func (s Settings) Validate() error {
 	case s.Backend == BackendRedis && s.RedisURL == "":
 		p.Add("REDIS_URL", "is required when %sLOCK_BACKEND=redis", settings.Prefix)
 	case s.RedisURL != "":
-		if err := checkRedisURL(s.RedisURL); err != nil {
+		// The very parse NewRedis runs (CA file included); no error quotes a password.
+		if _, err := parseRedisURL(s.RedisURL, s.RedisCAFile); err != nil {
 			p.Add("REDIS_URL", "%v", err)
 		}
+	}
+	if s.RedisCAFile != "" && s.RedisURL == "" {
+		p.Add("REDIS_CA_FILE", "is set without %sREDIS_URL", settings.Prefix)
+	}
+	if strings.ContainsAny(s.RedisKeyPrefix, "{}") {
+		// The keys' own hash tag keeps a lock and its lease in one Cluster slot.
+		p.Add("REDIS_KEY_PREFIX", "must not contain { or }: the guard puts its own hash tag in every key")
+	}
+	if s.RedisMinReplicas < 0 || s.RedisMinReplicas > maxMinReplicas {
+		p.Add("REDIS_MIN_REPLICAS", "must be from 0 (no wait) to %d, got %d", maxMinReplicas, s.RedisMinReplicas)
+	}
+	if s.RedisMinReplicas > 0 && s.RedisTimeout > 0 && s.RedisTimeout < MinReplicaTimeout {
+		p.Add("REDIS_TIMEOUT", "must be at least %s with %sREDIS_MIN_REPLICAS (WAIT needs most of it), got %s",
+			MinReplicaTimeout, settings.Prefix, s.RedisTimeout)
 	}
 	p.Positive("REDIS_TIMEOUT", s.RedisTimeout)
 	return p.Err()
 }
 
-// checkRedisURL accepts redis:// and rediss:// URLs that go-redis can use.
-// url.Parse's own error quotes the URL (and its password): never wrap it.
-func checkRedisURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("not a valid URL")
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return errors.New("scheme must be redis:// or rediss:// (TLS)")
-	}
-	if u.Host == "" {
-		return errors.New("a host is required")
-	}
-	if _, err := redis.ParseURL(raw); err != nil {
-		// After url.Parse succeeded, go-redis errors name only the scheme,
-		// path, database or option names, never the password.
-		return fmt.Errorf("rejected by the Redis client: %w", err)
-	}
-	return nil
-}
+// maxMinReplicas bounds GUARD_REDIS_MIN_REPLICAS: more is a typo, not a deployment.
+const maxMinReplicas = 16
 
 // Options are what Open needs beside Settings; all may be zero.
 type Options struct {

@@ -67,6 +67,9 @@ type Metrics struct {
 	AuditScanned         prometheus.Gauge
 	AuditLastSuccess     prometheus.Gauge       // unix seconds; 0: never
 	AuditErrors          *prometheus.CounterVec // reason: AuditErrorReasons
+	// LockUnreplicated counts Redis lock and lease writes that fewer than
+	// GUARD_REDIS_MIN_REPLICAS replicas acknowledged in time; op: lock, lease.
+	LockUnreplicated *prometheus.CounterVec
 }
 
 // AuditErrorReasons is the closed set of composio_guard_audit_errors_total's
@@ -134,6 +137,14 @@ func New(b Build) *Metrics {
 		Namespace: namespace, Name: "lock_backend_up",
 		Help: "1 when the shared-state backend answered its last call, else 0.",
 	}, []string{"backend"})
+	m.LockUnreplicated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "lock_unreplicated_total",
+		Help: "Redis lock and lease writes not acknowledged by GUARD_REDIS_MIN_REPLICAS replicas in time, by op (lock, lease).",
+	}, []string{"op"})
+	f(m.LockUnreplicated)
+	for _, op := range []string{"lock", "lease"} {
+		m.LockUnreplicated.WithLabelValues(op) // at zero from the start
+	}
 	m.Sandbox = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "sandbox_requests_total",
 		Help: "Tool Router session requests seen by the sandbox policy, by route, tier and decision.",

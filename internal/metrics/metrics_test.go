@@ -50,6 +50,8 @@ var touch = map[string]func(m *Metrics){
 	"AuditScanned":         func(m *Metrics) { m.AuditScanned.Set(1500) },
 	"AuditLastSuccess":     func(m *Metrics) { m.AuditLastSuccess.Set(1.7e9) },
 	"AuditErrors":          func(m *Metrics) { m.AuditErrors.WithLabelValues("partial").Inc() },
+
+	"LockUnreplicated": func(m *Metrics) { m.LockUnreplicated.WithLabelValues("lock").Inc() },
 }
 
 // exposition renders every composio_guard_* family in the text format, with

@@ -71,8 +71,17 @@ func (a answer) redirectURL() string {
 
 func start(t *testing.T, failureModes ...string) *cluster {
 	t.Helper()
+	srv := redistest.Start(t)
+	c := launch(t, srv.URL(), nil, failureModes...)
+	c.redis = srv
+	return c
+}
+
+// launch starts the fake and one proxy per failure mode on the Redis at
+// redisURL, with env added to each proxy's settings.
+func launch(t *testing.T, redisURL string, env []string, failureModes ...string) *cluster {
+	t.Helper()
 	c := &cluster{
-		redis:  redistest.Start(t),
 		fake:   testproc.StartFake(t),
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: concurrent}},
 	}
@@ -80,13 +89,13 @@ func start(t *testing.T, failureModes ...string) *cluster {
 	for i, fm := range failureModes {
 		p := testproc.LaunchProxy(t, c.fake.URL, testproc.ProxyOptions{
 			Name: fmt.Sprintf("replica-%d(%s)", i, fm),
-			Env: []string{
+			Env: append([]string{
 				"GUARD_FAILURE_MODE=" + fm,
 				"GUARD_LOCK_BACKEND=redis",
-				"GUARD_REDIS_URL=" + c.redis.URL(),
+				"GUARD_REDIS_URL=" + redisURL,
 				"GUARD_REDIS_TIMEOUT=500ms",
 				"GUARD_LOOKUP_TIMEOUT=" + lookupTimeout.String(),
-			},
+			}, env...),
 		})
 		c.replicas = append(c.replicas, &replica{Proxy: p, failureMode: fm})
 	}

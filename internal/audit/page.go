@@ -3,7 +3,6 @@ package audit
 import (
 	"errors"
 	"strconv"
-	"time"
 
 	"github.com/composio-guard/composio-guard/internal/jsonread"
 )
@@ -53,7 +52,9 @@ func parsePage(b []byte, each func(*Item) error) (page, error) {
 			})
 		case jsonread.KeyIs(key, esc, "next_cursor"):
 			pg.next = ""
-			return optStr(&r, &pg.next)
+			var err error
+			pg.next, err = r.OptStr()
+			return err
 		case jsonread.KeyIs(key, esc, "total_items"):
 			n, ok, err := readInt(&r)
 			pg.total, pg.hasTotal = n, ok
@@ -77,15 +78,25 @@ func readItem(r *jsonread.Reader, it *Item) error {
 	return r.Object(func(key []byte, esc bool) error {
 		switch {
 		case jsonread.KeyIs(key, esc, "id"):
-			return optStr(r, &it.ID)
+			var err error
+			it.ID, err = r.OptStr()
+			return err
 		case jsonread.KeyIs(key, esc, "status"):
-			return optStr(r, &it.Status)
+			var err error
+			it.Status, err = r.OptStr()
+			return err
 		case jsonread.KeyIs(key, esc, "user_id"):
-			return optStr(r, &it.UserID)
+			var err error
+			it.UserID, err = r.OptStr()
+			return err
 		case jsonread.KeyIs(key, esc, "account_type"):
-			return optStr(r, &it.AccountType)
+			var err error
+			it.AccountType, err = r.OptStr()
+			return err
 		case jsonread.KeyIs(key, esc, "created_at"):
-			return readTime(r, &it.CreatedAt)
+			var err error
+			it.CreatedAt, err = r.Time()
+			return err
 		case jsonread.KeyIs(key, esc, "auth_config"):
 			return member(r, "id", &it.AuthConfigID)
 		case jsonread.KeyIs(key, esc, "toolkit"):
@@ -103,39 +114,12 @@ func member(r *jsonread.Reader, name string, dst *string) error {
 	}
 	return r.Object(func(key []byte, esc bool) error {
 		if jsonread.KeyIs(key, esc, name) {
-			return optStr(r, dst)
+			var err error
+			*dst, err = r.OptStr()
+			return err
 		}
 		return r.Skip()
 	})
-}
-
-// optStr reads a string or null ("") into dst; another kind is an error.
-func optStr(r *jsonread.Reader, dst *string) error {
-	*dst = ""
-	if isNull, err := r.Null(); err != nil || isNull {
-		return err
-	}
-	s, err := r.Str()
-	*dst = s
-	return err
-}
-
-// readTime reads an RFC 3339 string; anything else (null, another kind, an
-// unreadable string) is the zero time: created_at only dates an account.
-func readTime(r *jsonread.Reader, dst *time.Time) error {
-	*dst = time.Time{}
-	if c, ok := r.Peek(); !ok || c != '"' {
-		return r.Skip()
-	}
-	raw, _, err := r.RawStr()
-	if err != nil {
-		return err
-	}
-	var t time.Time
-	if t.UnmarshalText(raw) == nil {
-		*dst = t.UTC()
-	}
-	return nil
 }
 
 // readInt reads a non-negative integer number; ok is false for null or
@@ -173,14 +157,18 @@ func parseEnvelope(b []byte) string {
 			return r.Object(func(key []byte, esc bool) error {
 				if jsonread.KeyIs(key, esc, "message") {
 					if c, ok := r.Peek(); ok && c == '"' {
-						return optStr(&r, &msg)
+						var err error
+						msg, err = r.OptStr()
+						return err
 					}
 				}
 				return r.Skip()
 			})
 		case jsonread.KeyIs(key, esc, "message") && msg == "":
 			if c, ok := r.Peek(); ok && c == '"' {
-				return optStr(&r, &msg)
+				var err error
+				msg, err = r.OptStr()
+				return err
 			}
 		}
 		return r.Skip()

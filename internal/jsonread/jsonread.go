@@ -20,6 +20,7 @@ package jsonread
 import (
 	"encoding/json"
 	"errors"
+	"time"
 	"unicode/utf8"
 )
 
@@ -323,4 +324,33 @@ func KeyIs(raw []byte, esc bool, name string) bool {
 	q := make([]byte, 0, len(raw)+2)
 	s, err := Unquote(append(append(append(q, '"'), raw...), '"'))
 	return err == nil && s == name
+}
+
+// OptStr reads a string, or null as ""; any other value is an error.
+func (r *Reader) OptStr() (string, error) {
+	if isNull, err := r.Null(); err != nil || isNull {
+		return "", err
+	}
+	return r.Str()
+}
+
+// Time reads a value as encoding/json reads a time.Time member
+// (Time.UnmarshalJSON): a string Go reads as RFC 3339 (it lets a few near
+// misses through, such as a one-digit hour), its bytes as they stand
+// (escapes are not decoded), in UTC. Anything else, null included, is the
+// zero time and no error: a timestamp only informs. A "…Z" or whole-hour
+// offset costs no allocation; an odd offset one for its zone.
+func (r *Reader) Time() (time.Time, error) {
+	if c, ok := r.Peek(); !ok || c != '"' {
+		return time.Time{}, r.Skip()
+	}
+	raw, _, err := r.RawStr()
+	if err != nil {
+		return time.Time{}, err
+	}
+	var t time.Time
+	if t.UnmarshalText(raw) != nil {
+		return time.Time{}, nil
+	}
+	return t.UTC(), nil
 }

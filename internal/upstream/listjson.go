@@ -1,10 +1,6 @@
 package upstream
 
-import (
-	"time"
-
-	"github.com/composio-guard/composio-guard/internal/jsonread"
-)
+import "github.com/composio-guard/composio-guard/internal/jsonread"
 
 // The list answer is read on every guarded request, so it is parsed by hand:
 // one pass that validates the whole document as JSON (RFC 8259, as
@@ -80,7 +76,9 @@ func (p *listParser) item(it *Account) error {
 		case jsonread.KeyIs(key, esc, "user_id"):
 			dst = &it.UserID
 		case jsonread.KeyIs(key, esc, "created_at"):
-			return p.timeValue(&it.CreatedAt)
+			var err error
+			it.CreatedAt, err = p.Time()
+			return err
 		case p.withToolkit && jsonread.KeyIs(key, esc, "toolkit"):
 			it.Toolkit = ""
 			if isNull, err := p.Null(); err != nil || isNull {
@@ -88,7 +86,9 @@ func (p *listParser) item(it *Account) error {
 			}
 			return p.Object(func(key []byte, esc bool) error {
 				if jsonread.KeyIs(key, esc, "slug") {
-					return p.optStr(&it.Toolkit)
+					var err error
+					it.Toolkit, err = p.OptStr()
+					return err
 				}
 				return p.Skip()
 			})
@@ -99,48 +99,17 @@ func (p *listParser) item(it *Account) error {
 			}
 			return p.Object(func(key []byte, esc bool) error {
 				if jsonread.KeyIs(key, esc, "id") {
-					return p.optStr(&it.AuthConfigID)
+					var err error
+					it.AuthConfigID, err = p.OptStr()
+					return err
 				}
 				return p.Skip()
 			})
 		default:
 			return p.Skip()
 		}
-		return p.optStr(dst)
+		var err error
+		*dst, err = p.OptStr()
+		return err
 	})
-}
-
-// timeValue reads a value into dst as encoding/json reads a time.Time
-// member (Time.UnmarshalJSON): a string Go reads as RFC 3339 (it lets a few
-// near misses through, such as a one-digit hour), its bytes as they stand
-// (escapes are not decoded). Anything else, null included, is the zero time
-// and no error: created_at only informs. The time is read from the bytes
-// the parser already holds, in UTC, without allocating ("…Z" as Composio
-// writes it, or a whole-hour offset); an odd offset costs one allocation for
-// its zone, and an unreadable string a few for the error it is.
-func (p *listParser) timeValue(dst *time.Time) error {
-	*dst = time.Time{}
-	if c, ok := p.Peek(); !ok || c != '"' {
-		return p.Skip()
-	}
-	raw, _, err := p.RawStr()
-	if err != nil {
-		return err
-	}
-	var t time.Time
-	if t.UnmarshalText(raw) == nil {
-		*dst = t.UTC()
-	}
-	return nil
-}
-
-// optStr reads a string or null ("") into dst; any other value is an error.
-func (p *listParser) optStr(dst *string) error {
-	*dst = ""
-	if isNull, err := p.Null(); err != nil || isNull {
-		return err
-	}
-	s, err := p.Str()
-	*dst = s
-	return err
 }

@@ -109,8 +109,7 @@ func New(cfg config.Config, o Options) (*Proxy, error) {
 	return p, nil
 }
 
-// guardConfig maps the guard's settings into intercept's own Config, until
-// intercept owns its settings.
+// version is the build's version for User-Agents, "dev" when unstamped.
 func version(v string) string {
 	if v == "" {
 		return "dev"

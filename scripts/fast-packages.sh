@@ -4,8 +4,9 @@
 # beyond Go. What it leaves out follows rules, not a hand-kept list:
 #  - every package whose tests import internal/testdeps (directly or through
 #    internal/lock/redistest): they need redis-server, node and the pinned
-#    SDKs, promtool, kustomize or docker-compose (today internal/lock,
-#    test/replicas, test/sdk, test/deploy); testdeps's own tests need nothing;
+#    SDKs, promtool, kustomize or docker-compose (today
+#    internal/lock/redisserver, test/replicas, test/sdk, test/deploy);
+#    testdeps's own tests need nothing, nor internal/lock's (miniredis);
 #  - the suites over the binary beyond test/e2e: test/faults, test/hostile
 #    and test/soak (a 60 s soak).
 # `make test` runs all of them.

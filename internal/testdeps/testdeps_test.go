@@ -88,12 +88,12 @@ func TestFastPackages(t *testing.T) {
 	for _, p := range strings.Fields(string(out)) {
 		got[strings.TrimPrefix(p, mod)] = true
 	}
-	for _, p := range []string{"test/e2e", "internal/intercept", "internal/upstream", "internal/server", "cmd/proxy", "internal/composiotest", "internal/testdeps"} {
+	for _, p := range []string{"test/e2e", "internal/intercept", "internal/upstream", "internal/server", "cmd/proxy", "internal/composiotest", "internal/testdeps", "internal/lock", "internal/lock/locktest"} {
 		if !got[p] {
 			t.Errorf("fast lane lacks %s: %s", p, out)
 		}
 	}
-	for _, p := range []string{"test/sdk", "test/replicas", "test/deploy", "internal/lock", "test/soak", "test/faults", "test/hostile"} {
+	for _, p := range []string{"test/sdk", "test/replicas", "test/deploy", "internal/lock/redisserver", "test/soak", "test/faults", "test/hostile"} {
 		if got[p] {
 			t.Errorf("fast lane holds %s, which needs more than Go or minutes", p)
 		}

@@ -1,5 +1,8 @@
 // Package locktest owns the contract every lock.Store backend must meet, as a
-// reusable test suite: call Run from the backend's own tests.
+// reusable test suite: call Run from the backend's own tests. It also holds
+// the helpers the Redis store's tests share (redis.go), over miniredis in
+// internal/lock and over real redis-server in internal/lock/redisserver.
+// Tests only: no non-test code imports it.
 package locktest
 
 import (

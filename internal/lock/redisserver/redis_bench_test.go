@@ -1,4 +1,4 @@
-package lock_test
+package redisserver_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 // guarded create's lock (SET NX, with WAIT when set), its lease write and
 // its release, against a real primary with one replica on loopback.
 //
-//	go test -run '^$' -bench RedisMinReplicas -benchtime 3000x ./internal/lock/
+//	go test -run '^$' -bench RedisMinReplicas -benchtime 3000x ./internal/lock/redisserver/
 func BenchmarkRedisMinReplicas(b *testing.B) {
 	primary := redistest.Start(b)
 	redistest.StartWith(b, redistest.Options{Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(primary.Port())}})

@@ -1,4 +1,4 @@
-package lock_test
+package redisserver_test
 
 import (
 	"context"
@@ -36,7 +36,7 @@ func TestRedisServerContract(t *testing.T) {
 	locktest.Run(t, func(t *testing.T) lock.Store {
 		// One server for the whole suite: a prefix per subtest keeps them apart.
 		p := "contract-" + strconv.FormatInt(n.Add(1), 10) + ":"
-		s, _ := newRedis(t, srv.URL(), func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = p })
+		s, _ := locktest.NewRedis(t, srv.URL(), func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = p })
 		return s
 	})
 }
@@ -44,9 +44,9 @@ func TestRedisServerContract(t *testing.T) {
 func TestRedisServerKeysAndExpiry(t *testing.T) {
 	srv := redistest.Start(t)
 	c := rawClient(t, srv)
-	s, _ := newRedis(t, srv.URL())
+	s, _ := locktest.NewRedis(t, srv.URL())
 	ctx := context.Background()
-	useSecretKey(t, s)
+	locktest.UseSecretKey(t, s)
 
 	var keys []string
 	iter := c.Scan(ctx, 0, "*", 100).Iterator()
@@ -56,7 +56,7 @@ func TestRedisServerKeysAndExpiry(t *testing.T) {
 	if err := iter.Err(); err != nil {
 		t.Fatalf("SCAN: %v", err)
 	}
-	assertKeysClean(t, keys, prefix)
+	locktest.AssertKeysClean(t, keys, locktest.Prefix)
 
 	// The lease carries the link's expiry in Redis itself (PXAT), the lock its ttl (PX).
 	for _, k := range keys {
@@ -68,16 +68,16 @@ func TestRedisServerKeysAndExpiry(t *testing.T) {
 			t.Errorf("key %q: PTTL %v, want in (0, 1m]", k, ttl)
 		}
 	}
-	if v, err := c.Get(ctx, keys[0]).Result(); err != nil || strings.Contains(v, secretCredential) {
+	if v, err := c.Get(ctx, keys[0]).Result(); err != nil || strings.Contains(v, locktest.SecretCredential) {
 		t.Errorf("stored value %q (err %v) holds the credential", v, err)
 	}
 
 	// A lock left behind by a crashed holder frees itself with its ttl.
 	k := lock.Key("ac_1", "crashed", "PRIVATE")
-	if _, err := lockFor(t, s, k, 200*time.Millisecond, time.Second); err != nil {
+	if _, err := locktest.LockFor(t, s, k, 200*time.Millisecond, time.Second); err != nil {
 		t.Fatalf("Lock: %v", err)
 	}
-	u, err := lockFor(t, s, k, time.Minute, 5*time.Second)
+	u, err := locktest.LockFor(t, s, k, time.Minute, 5*time.Second)
 	if err != nil {
 		t.Fatalf("Lock after the crashed holder's ttl: %v", err)
 	}
@@ -86,40 +86,40 @@ func TestRedisServerKeysAndExpiry(t *testing.T) {
 
 func TestRedisServerKillAndRestart(t *testing.T) {
 	srv := redistest.Start(t)
-	s, m := newRedis(t, srv.URL())
-	waitRecovered(t, s)
-	held, err := lockFor(t, s, "held-across-outage", time.Minute, time.Second)
+	s, m := locktest.NewRedis(t, srv.URL())
+	locktest.WaitRecovered(t, s)
+	held, err := locktest.LockFor(t, s, "held-across-outage", time.Minute, time.Second)
 	if err != nil {
 		t.Fatalf("Lock: %v", err)
 	}
 
 	srv.Kill()
-	for _, op := range ops {
-		t.Run("down/"+op.name, func(t *testing.T) {
-			assertBackendError(t, runOp(t, s, op.fn))
+	for _, op := range locktest.Ops {
+		t.Run("down/"+op.Name, func(t *testing.T) {
+			locktest.AssertBackendError(t, locktest.RunOp(t, s, op.Fn))
 		})
 	}
-	if up(t, m) != 0 {
+	if locktest.Up(t, m) != 0 {
 		t.Fatal("lock_backend_up is not 0 while Redis is down")
 	}
-	if lockErrs(t, m, lock.RedisErrUnavailable)+lockErrs(t, m, lock.RedisErrTimeout) < float64(len(ops)) {
+	if locktest.LockErrs(t, m, lock.RedisErrUnavailable)+locktest.LockErrs(t, m, lock.RedisErrTimeout) < float64(len(locktest.Ops)) {
 		t.Fatal("lock_errors_total did not count every failed call")
 	}
 
 	srv.Restart()
-	waitRecovered(t, s)
-	if up(t, m) != 1 {
+	locktest.WaitRecovered(t, s)
+	if locktest.Up(t, m) != 1 {
 		t.Fatal("lock_backend_up is not 1 after recovery")
 	}
 	// Redis came back empty (no persistence): the lock taken before the
 	// outage is gone, which is what the replicas doc warns about; its
 	// holder's release is counted as lost, not an error to the caller.
-	lost := lockErrs(t, m, lock.RedisErrLost)
+	lost := locktest.LockErrs(t, m, lock.RedisErrLost)
 	held()
-	if lockErrs(t, m, lock.RedisErrLost) != lost+1 {
+	if locktest.LockErrs(t, m, lock.RedisErrLost) != lost+1 {
 		t.Fatal("release of a lock lost with Redis's data was not counted as lost")
 	}
-	u, err := lockFor(t, s, "held-across-outage", time.Minute, time.Second)
+	u, err := locktest.LockFor(t, s, "held-across-outage", time.Minute, time.Second)
 	if err != nil {
 		t.Fatalf("Lock after restart: %v", err)
 	}

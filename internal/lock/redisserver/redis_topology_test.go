@@ -1,4 +1,4 @@
-package lock_test
+package redisserver_test
 
 import (
 	"context"
@@ -44,7 +44,7 @@ func withMinReplicas(n int) func(*lock.Settings, *lock.RedisOptions) {
 }
 
 func unreplicated(t *testing.T, m *metrics.Metrics, op string) float64 {
-	return value(t, m.LockUnreplicated.WithLabelValues(op))
+	return locktest.Value(t, m.LockUnreplicated.WithLabelValues(op))
 }
 
 // tlsFiles writes a CA and a server certificate for 127.0.0.1 signed by it.
@@ -120,13 +120,13 @@ func TestRedisServerTLS(t *testing.T) {
 		{"plain text to the TLS port", "redis://" + srv.TLSAddr() + "/0", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, m := newRedis(t, tc.url, func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisCAFile = tc.ca })
+			s, m := locktest.NewRedis(t, tc.url, func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisCAFile = tc.ca })
 			err := s.PutLease(ctx, "k", lock.Lease{AccountID: "ca_tls", ExpiresAt: time.Now().Add(time.Minute)})
 			if (err == nil) != tc.ok {
 				t.Fatalf("PutLease: %v, want ok=%v", err, tc.ok)
 			}
 			if !tc.ok {
-				if up(t, m) != 0 {
+				if locktest.Up(t, m) != 0 {
 					t.Fatal("lock_backend_up is 1 after a failed TLS call")
 				}
 				return
@@ -135,7 +135,7 @@ func TestRedisServerTLS(t *testing.T) {
 			if err != nil || !ok || l.AccountID != "ca_tls" {
 				t.Fatalf("GetLease over TLS = %+v %v %v", l, ok, err)
 			}
-			u, err := lockFor(t, s, "tls-lock", time.Minute, time.Second)
+			u, err := locktest.LockFor(t, s, "tls-lock", time.Minute, time.Second)
 			if err != nil {
 				t.Fatalf("Lock over TLS: %v", err)
 			}
@@ -151,7 +151,7 @@ func TestRedisServerACL(t *testing.T) {
 		"--user", "default", "on", "nopass", "-@all", "+ping", // PING only (the readiness check)
 	}})
 	ctx := context.Background()
-	good, _ := newRedis(t, "redis://guard:"+pass+"@"+srv.Addr()+"/0")
+	good, _ := locktest.NewRedis(t, "redis://guard:"+pass+"@"+srv.Addr()+"/0")
 	locktest.Run(t, func(t *testing.T) lock.Store { return good })
 	if err := good.PutLease(ctx, "acl", lock.Lease{ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
 		t.Fatalf("PutLease with the ACL user: %v", err)
@@ -160,7 +160,7 @@ func TestRedisServerACL(t *testing.T) {
 		"redis://guard:wrong-" + pass + "@" + srv.Addr() + "/0",
 		"redis://" + srv.Addr() + "/0", // the default user may only PING
 	} {
-		bad, _ := newRedis(t, url)
+		bad, _ := locktest.NewRedis(t, url)
 		err := bad.PutLease(ctx, "acl", lock.Lease{ExpiresAt: time.Now().Add(time.Minute)})
 		if err == nil {
 			t.Fatalf("PutLease with bad credentials succeeded")
@@ -170,7 +170,7 @@ func TestRedisServerACL(t *testing.T) {
 		}
 	}
 	// The ACL's key pattern is the prefix: a store with another prefix is refused.
-	other, _ := newRedis(t, "redis://guard:"+pass+"@"+srv.Addr()+"/0", func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = "other:" })
+	other, _ := locktest.NewRedis(t, "redis://guard:"+pass+"@"+srv.Addr()+"/0", func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = "other:" })
 	if err := other.PutLease(ctx, "acl", lock.Lease{ExpiresAt: time.Now().Add(time.Minute)}); err == nil {
 		t.Fatal("the ACL let a key outside composio-guard:* through")
 	}
@@ -202,13 +202,13 @@ func waitInSync(t *testing.T, primary *redistest.Server) {
 
 func TestRedisMinReplicas(t *testing.T) {
 	primary, replica := primaryWithReplica(t)
-	s, m := newRedis(t, primary.URL(), withMinReplicas(1))
+	s, m := locktest.NewRedis(t, primary.URL(), withMinReplicas(1))
 	ctx := context.Background()
 	raw := rawClient(t, primary)
 	k := lock.Key("ac_1", "user_min_replicas", "PRIVATE")
 
 	// Replicated: the lock and the lease are trusted, nothing counted.
-	u, err := lockFor(t, s, k, time.Minute, time.Second)
+	u, err := locktest.LockFor(t, s, k, time.Minute, time.Second)
 	if err != nil {
 		t.Fatalf("Lock with a live replica: %v", err)
 	}
@@ -225,7 +225,7 @@ func TestRedisMinReplicas(t *testing.T) {
 	replica.Pause()
 	defer replica.Resume()
 	start := time.Now()
-	_, err = lockFor(t, s, k, time.Minute, 5*time.Second)
+	_, err = locktest.LockFor(t, s, k, time.Minute, 5*time.Second)
 	took := time.Since(start)
 	if !errors.Is(err, lock.ErrUnreplicated) || errors.Is(err, lock.ErrTimeout) {
 		t.Fatalf("Lock with a stalled replica: %v, want ErrUnreplicated", err)
@@ -236,7 +236,7 @@ func TestRedisMinReplicas(t *testing.T) {
 	if got := unreplicated(t, m, lock.UnreplicatedLock); got != 1 {
 		t.Fatalf("lock_unreplicated_total{op=lock} = %v, want 1", got)
 	}
-	lockKey := prefix + "lock:{" + k + "}"
+	lockKey := locktest.Prefix + "lock:{" + k + "}"
 	deadline := time.Now().Add(2 * time.Second)
 	for raw.Exists(ctx, lockKey).Val() != 0 {
 		if time.Now().After(deadline) {
@@ -259,7 +259,7 @@ func TestRedisMinReplicas(t *testing.T) {
 	waitInSync(t, primary)
 	deadline = time.Now().Add(5 * time.Second)
 	for {
-		u, err := lockFor(t, s, k, time.Minute, time.Second)
+		u, err := locktest.LockFor(t, s, k, time.Minute, time.Second)
 		if err == nil {
 			u()
 			break
@@ -279,7 +279,7 @@ func TestRedisTwoHolders(t *testing.T) {
 	for _, minReplicas := range []int{0, 1} {
 		t.Run("min_replicas="+strconv.Itoa(minReplicas), func(t *testing.T) {
 			primary, replica := primaryWithReplica(t)
-			a, _ := newRedis(t, primary.URL(), withMinReplicas(minReplicas))
+			a, _ := locktest.NewRedis(t, primary.URL(), withMinReplicas(minReplicas))
 			k := lock.Key("ac_1", "user_two_holders", "PRIVATE")
 
 			// The replication link is cut before A writes: the replica will
@@ -288,14 +288,14 @@ func TestRedisTwoHolders(t *testing.T) {
 			if _, err := redistest.Do(primary.Addr(), "CLIENT", "KILL", "TYPE", "replica"); err != nil {
 				t.Fatalf("CLIENT KILL TYPE replica: %v", err)
 			}
-			_, errA := lockFor(t, a, k, time.Minute, time.Second)
+			_, errA := locktest.LockFor(t, a, k, time.Minute, time.Second)
 			primary.Kill()
 			replica.Resume()
 			if _, err := redistest.Do(replica.Addr(), "REPLICAOF", "NO", "ONE"); err != nil {
 				t.Fatalf("promote the replica: %v", err)
 			}
-			b, _ := newRedis(t, replica.URL(), withMinReplicas(0)) // the promoted node has no replica left
-			_, errB := lockFor(t, b, k, time.Minute, time.Second)
+			b, _ := locktest.NewRedis(t, replica.URL(), withMinReplicas(0)) // the promoted node has no replica left
+			_, errB := locktest.LockFor(t, b, k, time.Minute, time.Second)
 			holders := 0
 			for _, err := range []error{errA, errB} {
 				if err == nil {
@@ -322,21 +322,21 @@ func TestRedisServerSentinel(t *testing.T) {
 	var n atomic.Int64
 	locktest.Run(t, func(t *testing.T) lock.Store {
 		p := "sentinel-" + strconv.FormatInt(n.Add(1), 10) + ":"
-		s, _ := newRedis(t, set.URL(), withMinReplicas(1), func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = p })
+		s, _ := locktest.NewRedis(t, set.URL(), withMinReplicas(1), func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = p })
 		return s
 	})
 	// The lock went to the primary the sentinels name, and reached the replica.
-	s, m := newRedis(t, set.URL(), withMinReplicas(1))
+	s, m := locktest.NewRedis(t, set.URL(), withMinReplicas(1))
 	if got := s.(*lock.Redis).Topology(); got != lock.TopologySentinel {
 		t.Fatalf("Topology() = %q", got)
 	}
 	k := lock.Key("ac_1", "user_sentinel", "PRIVATE")
-	u, err := lockFor(t, s, k, time.Minute, time.Second)
+	u, err := locktest.LockFor(t, s, k, time.Minute, time.Second)
 	if err != nil {
 		t.Fatalf("Lock through Sentinel: %v", err)
 	}
 	defer u()
-	if r, err := redistest.Do(set.Replica.Addr(), "EXISTS", prefix+"lock:{"+k+"}"); err != nil || r[0] != "1" {
+	if r, err := redistest.Do(set.Replica.Addr(), "EXISTS", locktest.Prefix+"lock:{"+k+"}"); err != nil || r[0] != "1" {
 		t.Fatalf("the lock is not on the replica right after Lock returned (MIN_REPLICAS=1): %v %v", r, err)
 	}
 	if unreplicated(t, m, lock.UnreplicatedLock) != 0 {
@@ -349,12 +349,12 @@ func TestRedisServerCluster(t *testing.T) {
 	var n atomic.Int64
 	locktest.Run(t, func(t *testing.T) lock.Store {
 		p := "cluster-" + strconv.FormatInt(n.Add(1), 10) + ":"
-		s, _ := newRedis(t, cl.URL(), func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = p })
+		s, _ := locktest.NewRedis(t, cl.URL(), func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisKeyPrefix = p })
 		return s
 	})
 
 	ctx := context.Background()
-	s, m := newRedis(t, cl.URL())
+	s, m := locktest.NewRedis(t, cl.URL())
 	if got := s.(*lock.Redis).Topology(); got != lock.TopologyCluster {
 		t.Fatalf("Topology() = %q", got)
 	}
@@ -364,19 +364,19 @@ func TestRedisServerCluster(t *testing.T) {
 	nodes := map[string]bool{}
 	for i := range 30 {
 		k := lock.Key("ac_cluster", "user_"+strconv.Itoa(i), "PRIVATE")
-		u, err := lockFor(t, s, k, time.Minute, time.Second)
+		u, err := locktest.LockFor(t, s, k, time.Minute, time.Second)
 		if err != nil {
 			t.Fatalf("Lock on Cluster: %v", err)
 		}
 		if err := s.PutLease(ctx, k, lock.Lease{AccountID: "ca_" + strconv.Itoa(i), ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
 			t.Fatalf("PutLease on Cluster: %v", err)
 		}
-		ls, err1 := raw.ClusterKeySlot(ctx, prefix+"lock:{"+k+"}").Result()
-		es, err2 := raw.ClusterKeySlot(ctx, prefix+"lease:{"+k+"}").Result()
+		ls, err1 := raw.ClusterKeySlot(ctx, locktest.Prefix+"lock:{"+k+"}").Result()
+		es, err2 := raw.ClusterKeySlot(ctx, locktest.Prefix+"lease:{"+k+"}").Result()
 		if err1 != nil || err2 != nil || ls != es {
 			t.Fatalf("lock slot %d, lease slot %d (%v %v): want one slot", ls, es, err1, err2)
 		}
-		node, err := raw.MasterForKey(ctx, prefix+"lock:{"+k+"}")
+		node, err := raw.MasterForKey(ctx, locktest.Prefix+"lock:{"+k+"}")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -386,20 +386,20 @@ func TestRedisServerCluster(t *testing.T) {
 	if len(nodes) != 3 {
 		t.Errorf("30 keys landed on %d masters, want all 3", len(nodes))
 	}
-	if got := lockErrs(t, m, lock.RedisErrServer) + lockErrs(t, m, lock.RedisErrLost); got != 0 {
+	if got := locktest.LockErrs(t, m, lock.RedisErrServer) + locktest.LockErrs(t, m, lock.RedisErrLost); got != 0 {
 		t.Fatalf("lock_errors_total{server_error|release_lost} = %v on Cluster (a CROSSSLOT or MOVED error?)", got)
 	}
 
 	// WAIT goes to the node of the key: with MIN_REPLICAS=1 and masters
 	// without replicas, the lock is refused, and only that node saw WAIT.
-	w, wm := newRedis(t, cl.URL(), withMinReplicas(1))
+	w, wm := locktest.NewRedis(t, cl.URL(), withMinReplicas(1))
 	k := lock.Key("ac_cluster", "user_wait", "PRIVATE")
-	owner, err := raw.MasterForKey(ctx, prefix+"lock:{"+k+"}")
+	owner, err := raw.MasterForKey(ctx, locktest.Prefix+"lock:{"+k+"}")
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := waitCalls(t, cl)
-	if _, err := lockFor(t, w, k, time.Minute, time.Second); !errors.Is(err, lock.ErrUnreplicated) {
+	if _, err := locktest.LockFor(t, w, k, time.Minute, time.Second); !errors.Is(err, lock.ErrUnreplicated) {
 		t.Fatalf("Lock on masters without replicas, MIN_REPLICAS=1: %v, want ErrUnreplicated", err)
 	}
 	after := waitCalls(t, cl)
@@ -449,9 +449,9 @@ func TestRedisServerSentinelCredentials(t *testing.T) {
 		return "redis+sentinel://:" + data + "@" + hosts + "?sentinel_password=" + sentinel
 	}
 	ctx := context.Background()
-	s, _ := newRedis(t, url(dataPw, sentinelPw), withMinReplicas(1))
+	s, _ := locktest.NewRedis(t, url(dataPw, sentinelPw), withMinReplicas(1))
 	k := lock.Key("ac_1", "user_sentinel_auth", "PRIVATE")
-	u, err := lockFor(t, s, k, time.Minute, time.Second)
+	u, err := locktest.LockFor(t, s, k, time.Minute, time.Second)
 	if err != nil {
 		t.Fatalf("Lock with both passwords right: %v", err)
 	}
@@ -465,7 +465,7 @@ func TestRedisServerSentinelCredentials(t *testing.T) {
 		"passwords swapped":       url(sentinelPw, dataPw),
 	} {
 		t.Run(name, func(t *testing.T) {
-			bad, _ := newRedis(t, u)
+			bad, _ := locktest.NewRedis(t, u)
 			err := bad.PutLease(ctx, k, lock.Lease{ExpiresAt: time.Now().Add(time.Minute)})
 			if err == nil {
 				t.Fatal("PutLease succeeded")

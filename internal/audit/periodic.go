@@ -239,7 +239,7 @@ func (p *Periodic) mirror(ctx context.Context) {
 // shared reads the last complete result from the store; nil when there is
 // none or it cannot be read.
 func (p *Periodic) shared(ctx context.Context) *sharedResult {
-	l, ok, err := p.o.Store.GetLease(ctx, ResultKey)
+	l, ok, err := p.o.Store.GetLease(ctx, ResultKey, resultOwner)
 	if err != nil || !ok || l.Owner != resultOwner {
 		return nil
 	}

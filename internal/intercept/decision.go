@@ -42,12 +42,11 @@ const (
 	ReasonActiveAccount = "active_account_exists"
 	ReasonPendingLink   = "pending_link"
 	// rejected_pending: an INITIATED account within its lifetime that this
-	// proxy holds no answer for (another credential, another replica, made
-	// around the proxy), or one whose answer is held for another caller or
-	// another request (callback_url, alias, experimental differ).
-	ReasonPendingUntracked   = "pending_link_untracked"
-	ReasonPendingOtherCaller = "pending_link_other_credential"
-	ReasonPendingDiffers     = "pending_link_request_differs"
+	// credential holds no answer for (made with another credential, on a
+	// replica without shared state, or around the proxy), or one whose answer
+	// it holds for another request (callback_url, alias, experimental differ).
+	ReasonPendingUntracked = "pending_link_untracked"
+	ReasonPendingDiffers   = "pending_link_request_differs"
 	// rejected_unverifiable
 	ReasonLookupRejected  = "lookup_rejected_query" // Composio answered the lookup with a 4xx other than 401/403/429
 	ReasonTooManyAccounts = "lookup_too_many_pages"

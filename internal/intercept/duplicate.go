@@ -284,7 +284,7 @@ func (p *duplicatePolicy) decide(c *linkCall) verdict {
 	var lease lock.Lease
 	haveLease := false
 	if leasesOn {
-		lease, haveLease, err = p.store.GetLease(ctx, c.key)
+		lease, haveLease, err = p.store.GetLease(ctx, c.key, c.id.owner)
 		if err != nil {
 			return p.failed(c, ReasonLeaseError, err)
 		}
@@ -310,13 +310,12 @@ func (p *duplicatePolicy) decide(c *linkCall) verdict {
 	if haveLease {
 		if listed(initiated, lease.AccountID) {
 			p.leases[leaseHit].Inc()
-			// A replay of the first answer when the repeat is the same
-			// request from the same credential, else a refusal naming the account.
+			// The lease is this credential's own (one per owner): a replay
+			// of the first answer when the repeat is the same request, else
+			// a refusal naming the account.
 			switch {
 			case p.pending == PendingReject:
 				return refusal(DecisionRejectedPending, ReasonPendingLink, answerPending(in, lease.AccountID))
-			case lease.Owner != c.id.owner:
-				return refusal(DecisionRejectedPending, ReasonPendingOtherCaller, answerPending(in, lease.AccountID))
 			case lease.Request != c.requestDigest():
 				return refusal(DecisionRejectedPending, ReasonPendingDiffers, answerPending(in, lease.AccountID))
 			}
@@ -480,7 +479,7 @@ func (p *duplicatePolicy) putLease(ctx context.Context, c *linkCall, l lock.Leas
 
 func (p *duplicatePolicy) dropLease(ctx context.Context, c *linkCall) {
 	p.leases[leaseStale].Inc()
-	if err := p.store.DropLease(ctx, c.key); err != nil {
+	if err := p.store.DropLease(ctx, c.key, c.id.owner); err != nil {
 		c.sc.Log().Warn("stale pending-link lease not dropped", zap.String("route", c.route), zap.Error(err))
 	}
 }

@@ -20,11 +20,11 @@ type brokenStore struct{}
 func (brokenStore) Lock(context.Context, string, time.Duration) (lock.Unlock, error) {
 	return nil, fmt.Errorf("lock: %w", errBackend)
 }
-func (brokenStore) GetLease(context.Context, string) (lock.Lease, bool, error) {
+func (brokenStore) GetLease(context.Context, string, string) (lock.Lease, bool, error) {
 	return lock.Lease{}, false, errBackend
 }
 func (brokenStore) PutLease(context.Context, string, lock.Lease) error { return errBackend }
-func (brokenStore) DropLease(context.Context, string) error            { return errBackend }
+func (brokenStore) DropLease(context.Context, string, string) error    { return errBackend }
 func (brokenStore) Backend() string                                    { return "redis" }
 
 // unreplicatedStore takes no lock: fewer replicas than

@@ -21,8 +21,9 @@ var ErrTimeout = errors.New("lock: wait deadline exceeded")
 // expires so that a repeat while the account is still INITIATED can be replayed.
 type Lease struct {
 	AccountID string `json:"account_id"`
-	// Owner is an opaque digest of the credential that made the link: its
-	// answer is replayed to that credential only. Request is a digest of the
+	// Owner is an opaque digest of the credential that made the link: the
+	// lease is that credential's (Store.GetLease), and its answer is
+	// replayed to that credential only. Request is a digest of the
 	// members that shape the link (route, callback_url, alias, experimental):
 	// a repeat that differs in them is refused, not replayed.
 	Owner       string    `json:"owner,omitempty"`
@@ -41,13 +42,20 @@ type Store interface {
 	// Lock takes the per-key lock, waiting until ctx ends. ttl bounds how long
 	// the lock may be held before a backend that can (Redis) drops it by itself.
 	Lock(ctx context.Context, key string, ttl time.Duration) (Unlock, error)
-	// GetLease returns the lease of key; ok is false when there is none or it
-	// expired. Its Body is read-only: it may be the store's own bytes.
-	GetLease(ctx context.Context, key string) (l Lease, ok bool, err error)
-	// PutLease stores l until l.ExpiresAt.
+	// GetLease returns the lease owner holds on key; ok is false when there
+	// is none or it expired. Its Body is read-only: it may be the store's
+	// own bytes.
+	//
+	// A key has one lock but a lease per owner: two callers that share a
+	// key (one user id in two projects, on a toolkit's default auth config)
+	// serialise on its lock, and neither ever reads, replaces or drops the
+	// other's lease.
+	GetLease(ctx context.Context, key, owner string) (l Lease, ok bool, err error)
+	// PutLease stores l as l.Owner's lease on key until l.ExpiresAt.
 	PutLease(ctx context.Context, key string, l Lease) error
-	// DropLease removes the lease of key; dropping a missing lease is no error.
-	DropLease(ctx context.Context, key string) error
+	// DropLease removes owner's lease on key; dropping a missing lease is no
+	// error.
+	DropLease(ctx context.Context, key, owner string) error
 	// Backend names the backend for metrics and logs: "memory" or "redis".
 	Backend() string
 }

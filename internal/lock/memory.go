@@ -64,7 +64,7 @@ func newMemory(o MemoryOptions, now func() time.Time) *memory {
 	}
 	return &memory{
 		locks:     make(map[string]*memEntry),
-		leases:    leaseSet{index: make(map[string]int32)},
+		leases:    leaseSet{index: make(map[leaseID]int32)},
 		maxLeases: o.MaxLeases,
 		onEvict:   o.OnEvict,
 		now:       now,
@@ -135,11 +135,11 @@ func (m *memory) release(key string, e *memEntry) {
 	m.mu.Unlock()
 }
 
-func (m *memory) GetLease(_ context.Context, key string) (Lease, bool, error) {
+func (m *memory) GetLease(_ context.Context, key, owner string) (Lease, bool, error) {
 	now := m.now().UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	slot, ok := m.leases.index[key]
+	slot, ok := m.leases.index[leaseID{key, owner}]
 	if !ok {
 		return Lease{}, false, nil
 	}
@@ -153,15 +153,16 @@ func (m *memory) GetLease(_ context.Context, key string) (Lease, bool, error) {
 
 func (m *memory) PutLease(_ context.Context, key string, l Lease) error {
 	now := m.now()
+	id := leaseID{key, l.Owner}
 	if !now.Before(l.ExpiresAt) {
-		m.DropLease(context.Background(), key) // already expired: nothing to keep, and no older lease may survive it
+		m.DropLease(context.Background(), key, l.Owner) // already expired: nothing to keep, and no older lease may survive it
 		return nil
 	}
 	ml := packLease(l) // outside the lock: it copies the body
 	m.mu.Lock()
 	m.leases.popExpired(now.UnixNano(), expiredPerPut)
 	evicted := false
-	if slot, ok := m.leases.index[key]; ok {
+	if slot, ok := m.leases.index[id]; ok {
 		m.leases.update(slot, ml)
 	} else {
 		if len(m.leases.index) >= m.maxLeases {
@@ -170,7 +171,7 @@ func (m *memory) PutLease(_ context.Context, key string, l Lease) error {
 			m.leases.remove(m.leases.heap[0])
 			evicted = true
 		}
-		m.leases.add(key, ml)
+		m.leases.add(id, ml)
 	}
 	m.mu.Unlock()
 	if evicted && m.onEvict != nil {
@@ -226,9 +227,9 @@ func (ml memLease) lease() Lease {
 
 const contentTypeJSON = "application/json"
 
-func (m *memory) DropLease(_ context.Context, key string) error {
+func (m *memory) DropLease(_ context.Context, key, owner string) error {
 	m.mu.Lock()
-	if slot, ok := m.leases.index[key]; ok {
+	if slot, ok := m.leases.index[leaseID{key, owner}]; ok {
 		m.leases.remove(slot)
 	}
 	m.mu.Unlock()
@@ -241,20 +242,23 @@ func (m *memory) DropLease(_ context.Context, key string) error {
 // free list, so a lease costs no allocation of its own but its packed bytes
 // (the slot of a dropped lease is cleared for the collector).
 type leaseSet struct {
-	index map[string]int32 // key -> slot
+	index map[leaseID]int32 // (key, owner) -> slot
 	slots []leaseSlot
 	free  []int32 // slots not in use
 	heap  []int32 // slots in use, a min-heap on expiry (container/heap over *leaseSet)
 }
 
+// leaseID names one lease: an owner's on a key.
+type leaseID struct{ key, owner string }
+
 type leaseSlot struct {
-	key string
+	key leaseID
 	ml  memLease
 	pos int32 // the slot's position in heap
 }
 
-// add stores a lease under a key not yet in the set.
-func (s *leaseSet) add(key string, ml memLease) {
+// add stores a lease under an id not yet in the set.
+func (s *leaseSet) add(key leaseID, ml memLease) {
 	var slot int32
 	if n := len(s.free); n > 0 {
 		slot, s.free = s.free[n-1], s.free[:n-1]

@@ -56,18 +56,18 @@ func TestMemoryLeaseBound(t *testing.T) {
 	put("b", 2*time.Minute)
 	put("c", 3*time.Minute)
 	put("d", 4*time.Minute) // full: "a", the closest to expiry, goes
-	if _, ok, _ := m.GetLease(ctx, "a"); ok {
+	if _, ok, _ := m.GetLease(ctx, "a", ""); ok {
 		t.Fatal("lease a survived eviction")
 	}
 	for _, k := range []string{"b", "c", "d"} {
-		if _, ok, _ := m.GetLease(ctx, k); !ok {
+		if _, ok, _ := m.GetLease(ctx, k, ""); !ok {
 			t.Fatalf("lease %s evicted", k)
 		}
 	}
 	now = now.Add(150 * time.Second) // b expired, c and d alive
 	put("e", time.Hour)              // full again: the expired b is popped, nothing live is evicted
 	for _, k := range []string{"c", "d", "e"} {
-		if _, ok, _ := m.GetLease(ctx, k); !ok {
+		if _, ok, _ := m.GetLease(ctx, k, ""); !ok {
 			t.Fatalf("live lease %s evicted", k)
 		}
 	}
@@ -94,7 +94,7 @@ func TestMemoryEvictsSoonestToExpire(t *testing.T) {
 	}
 	has := func(k string) bool {
 		t.Helper()
-		l, ok, err := m.GetLease(ctx, k)
+		l, ok, err := m.GetLease(ctx, k, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,12 +158,12 @@ func TestMemoryLeaseHeapModel(t *testing.T) {
 				delete(model, k)
 			}
 		case op < 7:
-			if err := m.DropLease(ctx, k); err != nil {
+			if err := m.DropLease(ctx, k, ""); err != nil {
 				t.Fatal(err)
 			}
 			delete(model, k)
 		case op < 9:
-			l, ok, err := m.GetLease(ctx, k)
+			l, ok, err := m.GetLease(ctx, k, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,14 +182,15 @@ func TestMemoryLeaseHeapModel(t *testing.T) {
 		}
 		// The store may have evicted or popped what the model holds, never
 		// kept what the model dropped.
-		for key, slot := range m.leases.index {
+		for id, slot := range m.leases.index {
+			key := id.key
 			exp, ok := model[key]
 			if !ok || exp.UnixNano() != m.leases.slots[slot].ml.expires {
 				t.Fatalf("step %d: store holds %s, model %v %v", step, key, exp, ok)
 			}
 		}
 		for key := range model {
-			if _, ok := m.leases.index[key]; !ok {
+			if _, ok := m.leases.index[leaseID{key: key}]; !ok {
 				delete(model, key) // evicted or expired
 			}
 		}
@@ -214,7 +215,7 @@ func checkLeaseSet(t *testing.T, m *memory) {
 		}
 	}
 	for _, slot := range s.free {
-		if sl := s.slots[slot]; sl.pos != -1 || sl.key != "" || sl.ml.data != nil {
+		if sl := s.slots[slot]; sl.pos != -1 || sl.key != (leaseID{}) || sl.ml.data != nil {
 			t.Fatalf("free slot %d not cleared: %+v", slot, sl)
 		}
 	}

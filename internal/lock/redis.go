@@ -367,8 +367,8 @@ func (r *Redis) abandon(k, token string) {
 
 // GetLease reads the lease; a lease whose ExpiresAt has passed is a miss even
 // if Redis still holds it (its clock may lag ours).
-func (r *Redis) GetLease(ctx context.Context, key string) (Lease, bool, error) {
-	k := r.leaseKey(key)
+func (r *Redis) GetLease(ctx context.Context, key, owner string) (Lease, bool, error) {
+	k := r.leaseKey(key, owner)
 	var raw []byte
 	err := r.call(ctx, "get lease", func(ctx context.Context) error {
 		b, err := r.client.Get(ctx, k).Bytes()
@@ -398,9 +398,9 @@ func (r *Redis) GetLease(ctx context.Context, key string) (Lease, bool, error) {
 // PutLease stores l as JSON with PXAT at l.ExpiresAt, so Redis drops it when
 // the link expires. An already expired lease deletes any older one.
 func (r *Redis) PutLease(ctx context.Context, key string, l Lease) error {
-	k := r.leaseKey(key)
+	k := r.leaseKey(key, l.Owner)
 	if !time.Now().Before(l.ExpiresAt) {
-		return r.DropLease(ctx, key)
+		return r.DropLease(ctx, key, l.Owner)
 	}
 	b, err := json.Marshal(l)
 	if err != nil {
@@ -492,12 +492,15 @@ func (r *Redis) notReplicated(op string, acked int64) error {
 	return fmt.Errorf("%w: redis %s: %d of %d within %v", ErrUnreplicated, op, acked, r.minReplicas, r.waitFor)
 }
 
-// lockKey and leaseKey name the Redis keys of one guarded key. Both carry
-// the same hash tag (the guarded key in braces), so that on a Cluster a
-// lock and its lease live in one slot, and the prefix holds no brace
-// (Settings.Validate), so the tag is always the guarded key's.
-func (r *Redis) lockKey(key string) string  { return r.prefix + "lock:{" + tagSafe(key) + "}" }
-func (r *Redis) leaseKey(key string) string { return r.prefix + "lease:{" + tagSafe(key) + "}" }
+// lockKey and leaseKey name the Redis keys of one guarded key: its lock,
+// and one lease per owner after the tag. All carry the same hash tag (the
+// guarded key in braces), so that on a Cluster a lock and its leases live
+// in one slot, and the prefix holds no brace (Settings.Validate), so the
+// tag is always the guarded key's.
+func (r *Redis) lockKey(key string) string { return r.prefix + "lock:{" + tagSafe(key) + "}" }
+func (r *Redis) leaseKey(key, owner string) string {
+	return r.prefix + "lease:{" + tagSafe(key) + "}:" + tagSafe(owner)
+}
 
 // tagSafe escapes the braces (and the escape itself) of a guarded key, so
 // that the hash tag is the whole key and never empty; one-to-one, so two
@@ -510,8 +513,8 @@ func tagSafe(key string) string {
 }
 
 // DropLease deletes the lease; a missing one is no error.
-func (r *Redis) DropLease(ctx context.Context, key string) error {
-	k := r.leaseKey(key)
+func (r *Redis) DropLease(ctx context.Context, key, owner string) error {
+	k := r.leaseKey(key, owner)
 	return r.call(ctx, "drop lease", func(ctx context.Context) error {
 		return r.client.Del(ctx, k).Err()
 	})

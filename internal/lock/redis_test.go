@@ -119,19 +119,19 @@ func TestRedisLeaseExpiresWithPXAT(t *testing.T) {
 	if err := s.PutLease(ctx, k, want); err != nil {
 		t.Fatalf("PutLease: %v", err)
 	}
-	ttl := mr.TTL(locktest.Prefix + "lease:{" + k + "}")
+	ttl := mr.TTL(locktest.Prefix + "lease:{" + k + "}:")
 	if ttl < 9*time.Minute || ttl > 10*time.Minute {
 		t.Fatalf("lease key TTL = %v, want about 10m (PXAT expires_at)", ttl)
 	}
-	got, ok, err := s.GetLease(ctx, k)
+	got, ok, err := s.GetLease(ctx, k, "")
 	if err != nil || !ok || got.AccountID != "ca_1" || string(got.Body) != string(want.Body) {
 		t.Fatalf("GetLease = %+v, %v, %v; want the stored lease", got, ok, err)
 	}
 	mr.FastForward(10*time.Minute + time.Second)
-	if mr.Exists(locktest.Prefix + "lease:{" + k + "}") {
+	if mr.Exists(locktest.Prefix + "lease:{" + k + "}:") {
 		t.Fatal("Redis kept the lease past its expires_at")
 	}
-	if _, ok, err := s.GetLease(ctx, k); ok || err != nil {
+	if _, ok, err := s.GetLease(ctx, k, ""); ok || err != nil {
 		t.Fatalf("GetLease after expiry = %v, %v; want a miss", ok, err)
 	}
 }
@@ -140,13 +140,13 @@ func TestRedisUndecodableLeaseIsAMiss(t *testing.T) {
 	mr := miniredis.RunT(t)
 	s, m := locktest.NewRedis(t, miniURL(mr))
 	k := lock.Key("ac_1", "user_1", "PRIVATE")
-	if err := mr.Set(locktest.Prefix+"lease:{"+k+"}", "not json"); err != nil {
+	if err := mr.Set(locktest.Prefix+"lease:{"+k+"}:", "not json"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := s.GetLease(context.Background(), k); ok || err != nil {
+	if _, ok, err := s.GetLease(context.Background(), k, ""); ok || err != nil {
 		t.Fatalf("GetLease of garbage = %v, %v; want a miss without error", ok, err)
 	}
-	if mr.Exists(locktest.Prefix + "lease:{" + k + "}") {
+	if mr.Exists(locktest.Prefix + "lease:{" + k + "}:") {
 		t.Fatal("undecodable lease left in Redis")
 	}
 	if got := locktest.LockErrs(t, m, lock.RedisErrDecode); got != 1 {
@@ -196,7 +196,7 @@ func TestRedisBadURL(t *testing.T) {
 // A Redis that is down at start-up is no start-up error.
 func TestRedisStartsWhileDown(t *testing.T) {
 	s, m := locktest.NewRedis(t, "redis://"+deadAddr(t)+"/0")
-	if _, _, err := s.GetLease(context.Background(), "k"); err == nil {
+	if _, _, err := s.GetLease(context.Background(), "k", ""); err == nil {
 		t.Fatal("GetLease on a dead address: no error")
 	}
 	if locktest.Up(t, m) != 0 {
@@ -317,7 +317,7 @@ func TestRedisCloseTwice(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, _, err := s.GetLease(context.Background(), "k"); err == nil {
+	if _, _, err := s.GetLease(context.Background(), "k", ""); err == nil {
 		t.Fatal("GetLease after Close: no error")
 	}
 }

@@ -192,9 +192,12 @@ func TestKeysShareAHashSlot(t *testing.T) {
 		Key("%7D", "user", "PRIVATE"),
 		"toolkit:gmail:abc:SHARED",
 	} {
-		lk, ls := r.lockKey(key), r.leaseKey(key)
-		if tagOf(lk) == "" || tagOf(lk) != tagOf(ls) {
-			t.Errorf("key %q: lock %q (tag %q) and lease %q (tag %q) do not share a hash tag", key, lk, tagOf(lk), ls, tagOf(ls))
+		lk := r.lockKey(key)
+		for _, owner := range []string{"", "0123456789abcdef01234567", "}{"} {
+			ls := r.leaseKey(key, owner)
+			if tagOf(lk) == "" || tagOf(lk) != tagOf(ls) {
+				t.Errorf("key %q: lock %q (tag %q) and lease %q (tag %q) do not share a hash tag", key, lk, tagOf(lk), ls, tagOf(ls))
+			}
 		}
 	}
 	if r.lockKey(Key("}weird{", "u", "P")) == r.lockKey(Key("%7Dweird%7B", "u", "P")) {

@@ -150,6 +150,39 @@ func TestSessionLink(t *testing.T) {
 		}
 	})
 
+	// One user id in two projects (two keys), both on GitHub's default auth
+	// config: the proxy keys both by toolkit and user, so they share a lock,
+	// but each project's pending link is its own. Interleaved, each repeat
+	// is replayed its own project's first answer; neither project's link
+	// drops or replaces the other's, and each project gets one account.
+	t.Run("two_projects_one_user_id", func(t *testing.T) {
+		t.Parallel()
+		user := uniq("user")
+		keys := []string{uniq("key_a"), uniq("key_b")}
+		sessions := make([]string, len(keys))
+		firsts := make([]answer, len(keys))
+		for i, key := range keys {
+			sessions[i] = createSession(t, p, "/api/v3.1", key, user, "")
+			if firsts[i] = authorize(t, p, "/api/v3.1", key, sessions[i], "github"); firsts[i].status != http.StatusCreated {
+				t.Fatalf("project %d: first authorize: %s", i, firsts[i])
+			}
+		}
+		for round := range 2 {
+			for i, key := range keys {
+				a := authorize(t, p, "/api/v3.1", key, sessions[i], "github")
+				if a.status != http.StatusCreated || a.header.Get("X-Composio-Guard") != "replayed" ||
+					decodeLink(t, a).RedirectURL != decodeLink(t, firsts[i]).RedirectURL {
+					t.Fatalf("project %d, repeat %d: want its own first link replayed, got %s", i, round, a)
+				}
+			}
+		}
+		for i, key := range keys {
+			if n := len(f.Accounts(t, key)); n != 1 {
+				t.Fatalf("project %d: %d accounts, want 1", i, n)
+			}
+		}
+	})
+
 	t.Run("session_refused_is_handed_back", func(t *testing.T) {
 		t.Parallel()
 		key := uniq("key")

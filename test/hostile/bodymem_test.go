@@ -105,6 +105,13 @@ func heapInUse(t *testing.T, p *testproc.Proxy) float64 {
 // the second arrives), then the third is held and measured, against the RSS
 // before any. The heap in use is checked too: it counts what was allocated,
 // resident or not yet.
+//
+// The two bounds differ because RSS holds more than the heap in use: the
+// goroutine stacks of the held connections and the heap the dropped waves
+// left, which the runtime returns to the kernel lazily. Measured on two
+// cores: heap in use +12 MiB (net/http's own 8 KiB of bufio per connection
+// is most of it), RSS +24 to +32 MiB. A buffer sized from Content-Length
+// would cost 300 MiB of either.
 func TestAnnouncedBodiesCostWhatArrives(t *testing.T) {
 	t.Parallel()
 	up := harness.NewUpstream(t)
@@ -115,7 +122,8 @@ func TestAnnouncedBodiesCostWhatArrives(t *testing.T) {
 		conns     = 300
 		announced = 1 << 20
 		sent      = 116
-		maxGrowth = 32 << 20
+		maxHeap   = 32 << 20
+		maxRSS    = 64 << 20
 	)
 	if a := harness.Link(c, p.URL, key, user("mem_warmup"), authConfig, nil); a.Err != nil || a.Status != http.StatusCreated {
 		t.Fatalf("warm-up link: %v", a)
@@ -148,13 +156,13 @@ func TestAnnouncedBodiesCostWhatArrives(t *testing.T) {
 	heapGrowth := heapInUse(t, p) - heapBefore
 	t.Logf("RSS %.1f MiB before, %.1f MiB with %d connections each announcing %d bytes and sending %d: growth %.1f MiB (heap in use %+.1f MiB)",
 		float64(before)/(1<<20), float64(after)/(1<<20), conns, announced, sent, float64(growth)/(1<<20), heapGrowth/(1<<20))
-	if heapGrowth >= maxGrowth {
+	if heapGrowth >= maxHeap {
 		t.Errorf("UNBOUNDED: the heap in use grew by %.1f MiB for %d connections that sent %d bytes each; want < %d MiB",
-			heapGrowth/(1<<20), conns, sent, maxGrowth>>20)
+			heapGrowth/(1<<20), conns, sent, maxHeap>>20)
 	}
-	if growth >= maxGrowth {
+	if growth >= maxRSS {
 		t.Errorf("UNBOUNDED: resident memory grew by %.1f MiB for %d connections that sent %d bytes each (%d KiB in all); "+
 			"want < %d MiB: the guarded body buffer must grow with the bytes received, not be sized from Content-Length",
-			float64(growth)/(1<<20), conns, sent, conns*sent>>10, maxGrowth>>20)
+			float64(growth)/(1<<20), conns, sent, conns*sent>>10, maxRSS>>20)
 	}
 }

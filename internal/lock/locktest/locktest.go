@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) lock.Store) {
 		{"LeasePutGetDrop", testLeasePutGetDrop},
 		{"LeaseOverwrite", testLeaseOverwrite},
 		{"LeaseKeysIndependent", testLeaseKeys},
+		{"LeaseOwnersIndependent", testLeaseOwners},
 		{"LeaseExpires", testLeaseExpires},
 		{"LeasePastExpiryNotReturned", testLeasePast},
 	}
@@ -224,10 +225,13 @@ func testUnlockIdempotent(t *testing.T, s lock.Store) {
 	assertHeld(t, s, k)
 }
 
+// owner is the owner of the suite's leases (lease); LeaseOwners adds another.
+const owner = "owner-a"
+
 func lease(id string, expires time.Time) lock.Lease {
 	return lock.Lease{
 		AccountID:   id,
-		Owner:       "owner-of-" + id,
+		Owner:       owner,
 		Request:     "request-of-" + id,
 		Status:      201,
 		ContentType: "application/json",
@@ -247,7 +251,12 @@ func equalLease(t *testing.T, got, want lock.Lease) {
 
 func getLease(t *testing.T, s lock.Store, k string) (lock.Lease, bool) {
 	t.Helper()
-	l, ok, err := s.GetLease(context.Background(), k)
+	return ownerLease(t, s, k, owner)
+}
+
+func ownerLease(t *testing.T, s lock.Store, k, owner string) (lock.Lease, bool) {
+	t.Helper()
+	l, ok, err := s.GetLease(context.Background(), k, owner)
 	if err != nil {
 		t.Fatalf("GetLease: %v", err)
 	}
@@ -269,13 +278,13 @@ func testLeasePutGetDrop(t *testing.T, s lock.Store) {
 		t.Fatal("lease missing after PutLease")
 	}
 	equalLease(t, got, want)
-	if err := s.DropLease(ctx, k); err != nil {
+	if err := s.DropLease(ctx, k, owner); err != nil {
 		t.Fatalf("DropLease: %v", err)
 	}
 	if _, ok := getLease(t, s, k); ok {
 		t.Fatal("lease present after DropLease")
 	}
-	if err := s.DropLease(ctx, k); err != nil {
+	if err := s.DropLease(ctx, k, owner); err != nil {
 		t.Fatalf("DropLease of a missing lease: %v", err)
 	}
 }
@@ -308,11 +317,51 @@ func testLeaseKeys(t *testing.T, s lock.Store) {
 	if _, ok := getLease(t, s, b); ok {
 		t.Fatal("lease of key a returned for key b")
 	}
-	if err := s.DropLease(ctx, b); err != nil {
+	if err := s.DropLease(ctx, b, owner); err != nil {
 		t.Fatalf("DropLease: %v", err)
 	}
 	if _, ok := getLease(t, s, a); !ok {
 		t.Fatal("dropping key b removed key a's lease")
+	}
+}
+
+// testLeaseOwners: two owners' leases on one key are two leases. Neither
+// reads, replaces nor drops the other's (one user id in two projects shares a
+// key on a toolkit's default auth config).
+func testLeaseOwners(t *testing.T, s lock.Store) {
+	ctx := context.Background()
+	k := key(t, "a")
+	exp := time.Now().Add(time.Minute).Truncate(time.Millisecond)
+	mine := lease("ca_1", exp)
+	theirs := lease("ca_2", exp.Add(time.Second))
+	theirs.Owner = "owner-b"
+	if err := s.PutLease(ctx, k, mine); err != nil {
+		t.Fatalf("PutLease: %v", err)
+	}
+	if _, ok := ownerLease(t, s, k, theirs.Owner); ok {
+		t.Fatal("owner a's lease returned to owner b")
+	}
+	if err := s.PutLease(ctx, k, theirs); err != nil {
+		t.Fatalf("PutLease: %v", err)
+	}
+	got, ok := getLease(t, s, k)
+	if !ok {
+		t.Fatal("owner b's PutLease removed owner a's lease")
+	}
+	equalLease(t, got, mine)
+	if got, ok = ownerLease(t, s, k, theirs.Owner); !ok {
+		t.Fatal("owner b's lease missing")
+	}
+	equalLease(t, got, theirs)
+	if err := s.DropLease(ctx, k, theirs.Owner); err != nil {
+		t.Fatalf("DropLease: %v", err)
+	}
+	if got, ok = getLease(t, s, k); !ok {
+		t.Fatal("dropping owner b's lease removed owner a's")
+	}
+	equalLease(t, got, mine)
+	if _, ok := ownerLease(t, s, k, theirs.Owner); ok {
+		t.Fatal("owner b's lease present after DropLease")
 	}
 }
 

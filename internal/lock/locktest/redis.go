@@ -144,13 +144,13 @@ var Ops = []Op{
 		return err
 	}},
 	{"GetLease", func(ctx context.Context, s lock.Store) error {
-		_, _, err := s.GetLease(ctx, "op-key")
+		_, _, err := s.GetLease(ctx, "op-key", "op-owner")
 		return err
 	}},
 	{"PutLease", func(ctx context.Context, s lock.Store) error {
 		return s.PutLease(ctx, "op-key", lock.Lease{AccountID: "ca_1", ExpiresAt: time.Now().Add(time.Minute)})
 	}},
-	{"DropLease", func(ctx context.Context, s lock.Store) error { return s.DropLease(ctx, "op-key") }},
+	{"DropLease", func(ctx context.Context, s lock.Store) error { return s.DropLease(ctx, "op-key", "op-owner") }},
 }
 
 // RunOp runs op with a caller deadline far beyond the store's call timeout,

@@ -131,7 +131,7 @@ func TestRedisServerTLS(t *testing.T) {
 				}
 				return
 			}
-			l, ok, err := s.GetLease(ctx, "k")
+			l, ok, err := s.GetLease(ctx, "k", "")
 			if err != nil || !ok || l.AccountID != "ca_tls" {
 				t.Fatalf("GetLease over TLS = %+v %v %v", l, ok, err)
 			}
@@ -248,7 +248,7 @@ func TestRedisMinReplicas(t *testing.T) {
 	if !errors.Is(err, lock.ErrUnreplicated) {
 		t.Fatalf("PutLease with a stalled replica: %v, want ErrUnreplicated", err)
 	}
-	if l, ok, err := s.GetLease(ctx, k); err != nil || !ok || l.AccountID != "ca_2" {
+	if l, ok, err := s.GetLease(ctx, k, ""); err != nil || !ok || l.AccountID != "ca_2" {
 		t.Fatalf("the unreplicated lease is not on the primary: %+v %v %v", l, ok, err)
 	}
 	if got := unreplicated(t, m, lock.UnreplicatedLease); got != 1 {
@@ -372,7 +372,7 @@ func TestRedisServerCluster(t *testing.T) {
 			t.Fatalf("PutLease on Cluster: %v", err)
 		}
 		ls, err1 := raw.ClusterKeySlot(ctx, locktest.Prefix+"lock:{"+k+"}").Result()
-		es, err2 := raw.ClusterKeySlot(ctx, locktest.Prefix+"lease:{"+k+"}").Result()
+		es, err2 := raw.ClusterKeySlot(ctx, locktest.Prefix+"lease:{"+k+"}:").Result()
 		if err1 != nil || err2 != nil || ls != es {
 			t.Fatalf("lock slot %d, lease slot %d (%v %v): want one slot", ls, es, err1, err2)
 		}

@@ -15,10 +15,6 @@ import (
 // the body whole, streaming what was not read.
 const ReasonBodyBudget = "body_budget_exhausted"
 
-// defaultBodyBudget bounds the guarded bodies held at once, all requests
-// together, when GUARD_BODY_BUDGET_BYTES is not set.
-const defaultBodyBudget = 64 << 20
-
 // firstBodyBuffer bounds the first buffer of a guarded body, whatever its
 // Content-Length announces: memory grows with the bytes that arrive, never
 // with the bytes promised. A link body (a few hundred bytes) fits in it.

@@ -25,8 +25,6 @@ type guarded struct {
 	Toolkit      string // a session link's toolkit, lower case
 	AccountType  string // PRIVATE or SHARED
 
-	optIn bool // the caller opted in (header, query or body member)
-
 	// The top-level allow_multiple member, when present.
 	flagFound bool
 	flagOn    bool

@@ -392,7 +392,7 @@ func wantOnePOST(t *testing.T, answers []pyAnswer) pyAnswer {
 	return answers[len(answers)-1]
 }
 
-func asAnswer(a pyAnswer) answer { return answer{status: a.status, header: a.header, body: a.body} }
+func asAnswer(a pyAnswer) answer { return answer(a) }
 
 func TestPythonCallers(t *testing.T) {
 	t.Parallel()

@@ -159,10 +159,7 @@ func TestDrainDelayFitsGrace(t *testing.T) {
 		if c.Server.DrainDelay != tc.drain || c.Server.ShutdownGrace != tc.grace {
 			t.Errorf("%v: drain %s, grace %s; want %s, %s", tc.env, c.Server.DrainDelay, c.Server.ShutdownGrace, tc.drain, tc.grace)
 		}
-		notes := strings.Join(c.Notes(), "\n")
-		if tc.note == "" && notes != "" || !strings.Contains(notes, tc.note) {
-			t.Errorf("%v: notes %q, want %q", tc.env, notes, tc.note)
-		}
+		wantNote(t, c, tc.note, tc.env)
 	}
 }
 
@@ -262,10 +259,7 @@ func TestListenersFit(t *testing.T) {
 		if c.Server.ListenAddr != tc.listen || c.Server.AdminAddr != tc.admin {
 			t.Errorf("%v: listen %s, admin %s; want %s, %s", tc.env, c.Server.ListenAddr, c.Server.AdminAddr, tc.listen, tc.admin)
 		}
-		notes := strings.Join(c.Notes(), "\n")
-		if tc.note == "" && notes != "" || !strings.Contains(notes, tc.note) {
-			t.Errorf("%v: notes %q, want %q", tc.env, notes, tc.note)
-		}
+		wantNote(t, c, tc.note, tc.env)
 	}
 	// Any port, either listener alone, loads.
 	for _, key := range []string{"LISTEN_ADDR", "ADMIN_ADDR"} {
@@ -279,5 +273,15 @@ func TestListenersFit(t *testing.T) {
 				t.Errorf("%s%s=%s alone: loaded as %s", Prefix, key, v, got)
 			}
 		}
+	}
+}
+
+// wantNote checks the start line's notes: none when want is empty, else one
+// that contains want.
+func wantNote(t *testing.T, c Config, want string, ctx ...any) {
+	t.Helper()
+	notes := strings.Join(c.Notes(), "\n")
+	if want == "" && notes != "" || !strings.Contains(notes, want) {
+		t.Errorf("%v: notes %q, want %q", ctx, notes, want)
 	}
 }

@@ -394,6 +394,24 @@ func wantOnePOST(t *testing.T, answers []pyAnswer) pyAnswer {
 
 func asAnswer(a pyAnswer) answer { return answer(a) }
 
+// wantCreatedAsSent sends the attempts through c and checks that the caller
+// got one 201 and that exactly one POST, the request as sent, reached the
+// fake.
+func wantCreatedAsSent(t *testing.T, f *fake, c *pyClient, attempts []wireRecord, key, what string, extra ...string) pyAnswer {
+	t.Helper()
+	from := len(f.Requests(t, "", ""))
+	got := c.call(attempts, extra...)
+	if len(got) != 1 || got[0].status != http.StatusCreated {
+		t.Fatalf("%s: %v, want one 201", what, got)
+	}
+	posts := onlyMethod(fakeLog(t, f, from), http.MethodPost)
+	if len(posts) != 1 {
+		t.Fatalf("%d POSTs reached the fake for the %s, want 1", len(posts), what)
+	}
+	wantForwardedAsSent(t, posts[0], attempts[0], key)
+	return got[0]
+}
+
 func TestPythonCallers(t *testing.T) {
 	t.Parallel()
 	recs := loadPythonCapture(t)
@@ -555,16 +573,7 @@ func TestPythonCallers(t *testing.T) {
 		}
 
 		// Worker 1 creates: forwarded as sent.
-		from := len(f.Requests(t, "", ""))
-		first := w1.call(create)
-		if len(first) != 1 || first[0].status != http.StatusCreated {
-			t.Fatalf("first create: %v, want one 201", first)
-		}
-		posts := onlyMethod(fakeLog(t, f, from), http.MethodPost)
-		if len(posts) != 1 {
-			t.Fatalf("%d POSTs reached the fake for the first create, want 1", len(posts))
-		}
-		wantForwardedAsSent(t, posts[0], create[0], key)
+		first := wantCreatedAsSent(t, f, w1, create, key, "first create")
 		accounts := f.Accounts(t, key)
 		if len(accounts) != 1 {
 			t.Fatalf("%d accounts after the first create, want 1", len(accounts))
@@ -572,10 +581,10 @@ func TestPythonCallers(t *testing.T) {
 
 		// Worker 2's identical create while the link is pending: the first
 		// answer again, not a second account.
-		from = len(f.Requests(t, "", ""))
+		from := len(f.Requests(t, "", ""))
 		second := w2.call(create)
 		if len(second) != 1 || second[0].status != http.StatusCreated || second[0].header.Get(apierror.HeaderGuard) != "replayed" ||
-			!bytes.Equal(second[0].body, first[0].body) {
+			!bytes.Equal(second[0].body, first.body) {
 			t.Errorf("second create while pending: %v (guard %q), want the first 201 replayed", second, second[len(second)-1].header.Get(apierror.HeaderGuard))
 		}
 		if posts := onlyMethod(fakeLog(t, f, from), http.MethodPost); len(posts) != 0 {
@@ -618,17 +627,8 @@ func TestPythonCallers(t *testing.T) {
 		}
 		wantForwardedAsSent(t, fwd[0], list[0], key)
 
-		from = len(f.Requests(t, "", ""))
-		first := py.call(link)
-		if len(first) != 1 || first[0].status != http.StatusCreated {
-			t.Fatalf("link: %v, want one 201", first)
-		}
-		posts := onlyMethod(fakeLog(t, f, from), http.MethodPost)
-		if len(posts) != 1 {
-			t.Fatalf("%d POSTs reached the fake for the link, want 1", len(posts))
-		}
-		wantForwardedAsSent(t, posts[0], link[0], key)
-		firstID := decodeLink(t, asAnswer(first[0])).ConnectedAccountID
+		first := wantCreatedAsSent(t, f, py, link, key, "link")
+		firstID := decodeLink(t, asAnswer(first)).ConnectedAccountID
 		f.SetStatus(t, firstID, composiotest.StatusActive)
 
 		// The same link again: a duplicate, sent once.
@@ -640,34 +640,16 @@ func TestPythonCallers(t *testing.T) {
 
 		// With the opt-in, where default_headers / extra_headers put it: a
 		// second account on purpose, the header not forwarded.
-		from = len(f.Requests(t, "", ""))
-		optIn := py.call(link, "x-composio-allow-multiple", "true")
-		if len(optIn) != 1 || optIn[0].status != http.StatusCreated {
-			t.Fatalf("opt-in link: %v, want one 201", optIn)
-		}
-		posts = onlyMethod(fakeLog(t, f, from), http.MethodPost)
-		if len(posts) != 1 {
-			t.Fatalf("%d POSTs reached the fake for the opt-in link, want 1", len(posts))
-		}
-		wantForwardedAsSent(t, posts[0], link[0], key)
-		if id := decodeLink(t, asAnswer(optIn[0])).ConnectedAccountID; id == firstID {
+		optIn := wantCreatedAsSent(t, f, py, link, key, "opt-in link", "x-composio-allow-multiple", "true")
+		if id := decodeLink(t, asAnswer(optIn)).ConnectedAccountID; id == firstID {
 			t.Errorf("the opt-in link answered the first account %s", id)
 		}
 
 		// The Tool Router session link, for the session's user.
 		sid := strings.Split(session[0].Path, "/")[5]
 		f.SeedSession(t, composiotest.SessionSeed{ID: sid, Credential: key, CreateBody: json.RawMessage(`{"user_id":"tr_user"}`)})
-		from = len(f.Requests(t, "", ""))
-		authz := py.call(session)
-		if len(authz) != 1 || authz[0].status != http.StatusCreated {
-			t.Fatalf("session link: %v, want one 201", authz)
-		}
-		posts = onlyMethod(fakeLog(t, f, from), http.MethodPost)
-		if len(posts) != 1 {
-			t.Fatalf("%d POSTs reached the fake for the session link, want 1", len(posts))
-		}
-		wantForwardedAsSent(t, posts[0], session[0], key)
-		trID := decodeLink(t, asAnswer(authz[0])).ConnectedAccountID
+		authz := wantCreatedAsSent(t, f, py, session, key, "session link")
+		trID := decodeLink(t, asAnswer(authz)).ConnectedAccountID
 		f.SetStatus(t, trID, composiotest.StatusActive)
 		from = len(f.Requests(t, "", ""))
 		a2 := wantOnePOST(t, py.call(session))

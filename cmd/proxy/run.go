@@ -43,6 +43,9 @@ func run(ctx context.Context, o options) error {
 		for _, n := range cfg.Notes() {
 			fmt.Fprintf(o.stdout, "note: %s\n", n)
 		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(o.stdout, "warning: %s\n", w)
+		}
 		return nil
 	}
 	if o.demo {
@@ -65,6 +68,9 @@ func run(ctx context.Context, o options) error {
 	log.Info("starting", start...)
 	for _, n := range cfg.Notes() {
 		log.Info("setting adjusted", zap.String("note", n))
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("setting without effect", zap.String("warning", w))
 	}
 	if unknown := config.UnknownKeys(os.Environ()); len(unknown) > 0 {
 		log.Warn("unknown GUARD_ settings ignored", zap.Strings("names", unknown))

@@ -69,6 +69,8 @@ type Config struct {
 	// What LoadFrom changed so that the settings given fit together (see
 	// fitTogether); Notes reports it.
 	notes []string
+	// Settings given that the others given leave without effect (Warnings).
+	warnings []string
 }
 
 // Load reads the process environment, then validates.
@@ -135,6 +137,10 @@ func (c *Config) fitBodyBudget(set func(name string) bool) {
 // Notes lists, one sentence each, the settings LoadFrom changed to make the
 // ones given fit together; the proxy logs them at start-up.
 func (c Config) Notes() []string { return c.notes }
+
+// Warnings lists, one sentence each, settings given that have no effect with
+// the others given; the proxy logs them at WARN at start-up.
+func (c Config) Warnings() []string { return c.warnings }
 
 func unjoin(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/composio-guard/composio-guard/internal/lock"
 	"github.com/composio-guard/composio-guard/internal/server"
 )
 
@@ -18,6 +19,7 @@ func (c *Config) fitTogether(set func(name string) bool) {
 	c.fitBodyBudget(set)
 	c.fitDrainDelay(set)
 	c.fitListeners(set)
+	c.fitLockBackend(set)
 }
 
 // fitListeners fits GUARD_LISTEN_ADDR and GUARD_ADMIN_ADDR together: they
@@ -97,5 +99,34 @@ func (c *Config) fitDrainDelay(set func(name string) bool) {
 		c.notes = append(c.notes, fmt.Sprintf("%sSHUTDOWN_GRACE raised from its default %s to %s, %sDRAIN_DELAY (%s) plus the %s the defaults leave in-flight requests to finish",
 			Prefix, s.ShutdownGrace, want, Prefix, s.DrainDelay, inFlight))
 		s.ShutdownGrace = want
+	}
+}
+
+// fitLockBackend fits GUARD_LOCK_BACKEND to GUARD_REDIS_URL: a Redis URL
+// given alone means Redis. Kept at its default (memory), the backend would
+// leave the URL unused and every replica with locks of its own, which is how
+// replicas let a duplicate through. With the backend memory on purpose (or by
+// default, with Redis settings but no URL), the Redis settings given have no
+// effect, and Warnings says so.
+func (c *Config) fitLockBackend(set func(name string) bool) {
+	l := &c.Lock
+	if l.Backend != lock.BackendMemory {
+		return
+	}
+	if l.RedisURL != "" && !set("LOCK_BACKEND") {
+		c.notes = append(c.notes, fmt.Sprintf("%sLOCK_BACKEND set from its default %s to %s, since %sREDIS_URL is given: replicas share locks and pending-link leases through it",
+			Prefix, l.Backend, lock.BackendRedis, Prefix))
+		l.Backend = lock.BackendRedis
+		return
+	}
+	how := "as set"
+	if !set("LOCK_BACKEND") {
+		how = "its default"
+	}
+	for _, name := range []string{"REDIS_URL", "REDIS_MIN_REPLICAS", "REDIS_KEY_PREFIX", "REDIS_CA_FILE"} {
+		if set(name) {
+			c.warnings = append(c.warnings, fmt.Sprintf("%s%s has no effect: %sLOCK_BACKEND is %s (%s), which keeps locks and leases in this process, unshared with other replicas",
+				Prefix, name, Prefix, l.Backend, how))
+		}
 	}
 }

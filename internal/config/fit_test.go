@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/composio-guard/composio-guard/internal/audit"
+	"github.com/composio-guard/composio-guard/internal/lock"
 )
 
 // wideDurations are values each valid on its own for any duration setting,
@@ -283,5 +284,47 @@ func wantNote(t *testing.T, c Config, want string, ctx ...any) {
 	notes := strings.Join(c.Notes(), "\n")
 	if want == "" && notes != "" || !strings.Contains(notes, want) {
 		t.Errorf("%v: notes %q, want %q", ctx, notes, want)
+	}
+}
+
+// A Redis URL given alone means Redis: the memory default would leave it
+// unused and each replica with locks of its own. Redis settings the memory
+// backend cannot use are warned about, never dropped in silence, and never
+// stop a start.
+func TestFitLockBackend(t *testing.T) {
+	const url = "redis://127.0.0.1:6379/0"
+	for _, tc := range []struct {
+		env      map[string]string
+		backend  lock.Backend
+		note     string
+		warnings []string
+	}{
+		{map[string]string{}, lock.BackendMemory, "", nil},
+		{map[string]string{"GUARD_REDIS_URL": url}, lock.BackendRedis,
+			"GUARD_LOCK_BACKEND set from its default memory to redis, since GUARD_REDIS_URL is given", nil},
+		{map[string]string{"GUARD_REDIS_URL": url, "GUARD_LOCK_BACKEND": "redis"}, lock.BackendRedis, "", nil},
+		{map[string]string{"GUARD_REDIS_URL": url, "GUARD_LOCK_BACKEND": "memory"}, lock.BackendMemory, "",
+			[]string{"GUARD_REDIS_URL has no effect: GUARD_LOCK_BACKEND is memory (as set)"}},
+		{map[string]string{"GUARD_REDIS_MIN_REPLICAS": "1", "GUARD_REDIS_KEY_PREFIX": "x:"}, lock.BackendMemory, "",
+			[]string{"GUARD_REDIS_MIN_REPLICAS has no effect: GUARD_LOCK_BACKEND is memory (its default)", "GUARD_REDIS_KEY_PREFIX has no effect"}},
+	} {
+		c, err := LoadFrom(tc.env)
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+			continue
+		}
+		if c.Lock.Backend != tc.backend {
+			t.Errorf("%v: backend %s, want %s", tc.env, c.Lock.Backend, tc.backend)
+		}
+		wantNote(t, c, tc.note, tc.env)
+		if got := c.Warnings(); len(got) != len(tc.warnings) {
+			t.Errorf("%v: warnings %q, want %d", tc.env, got, len(tc.warnings))
+		} else {
+			for i, w := range tc.warnings {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("%v: warning %q, want it to start %q", tc.env, got[i], w)
+				}
+			}
+		}
 	}
 }

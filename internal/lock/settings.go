@@ -14,7 +14,9 @@ import (
 // envDefault tags are the defaults).
 type Settings struct {
 	// `memory` (one process) or `redis` (several replicas share locks and
-	// pending-link leases).
+	// pending-link leases). Unset, it is `redis` when `GUARD_REDIS_URL` is
+	// given; with `memory`, the Redis settings given are warned about at
+	// start, as without effect.
 	Backend Backend `env:"LOCK_BACKEND" envDefault:"memory"`
 	// The longest a guarded request waits for the per-key lock. `0` means
 	// the longest a holder can legitimately keep it: lookup timeout plus

@@ -193,6 +193,13 @@ func TestConfig(t *testing.T) {
 			[]string{"GUARD_SHUTDOWN_GRACE=50s GUARD_DRAIN_DELAY=30s", "note: GUARD_SHUTDOWN_GRACE raised from its default 25s to 50s"}},
 		{"drain delay and grace contradict", []string{"-check-config"}, []string{"GUARD_SHUTDOWN_GRACE=5s", "GUARD_DRAIN_DELAY=5s"}, -1,
 			[]string{"GUARD_DRAIN_DELAY: (5s) must be shorter than GUARD_SHUTDOWN_GRACE (5s)"}},
+		// A Redis URL alone means Redis; Redis settings the memory backend
+		// cannot use are named, not silently dropped.
+		{"redis URL alone", []string{"-check-config"}, []string{"GUARD_REDIS_URL=redis://guard:s3cret@127.0.0.1:6390/0"}, 0,
+			[]string{"GUARD_LOCK_BACKEND=redis", "redis: one Redis endpoint: 127.0.0.1:6390", "note: GUARD_LOCK_BACKEND set from its default memory to redis, since GUARD_REDIS_URL is given"}},
+		{"redis settings with the memory backend", []string{"-check-config"}, []string{"GUARD_LOCK_BACKEND=memory", "GUARD_REDIS_URL=redis://127.0.0.1:6390", "GUARD_REDIS_MIN_REPLICAS=1"}, 0,
+			[]string{"GUARD_LOCK_BACKEND=memory", "warning: GUARD_REDIS_URL has no effect: GUARD_LOCK_BACKEND is memory (as set)",
+				"warning: GUARD_REDIS_MIN_REPLICAS has no effect"}},
 		{"version", []string{"-version"}, nil, 0, []string{"composio-guard"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -220,6 +227,9 @@ func TestConfig(t *testing.T) {
 				if !strings.Contains(string(out), s) {
 					t.Errorf("output does not name %q:\n%s", s, out)
 				}
+			}
+			if strings.Contains(string(out), "s3cret") {
+				t.Errorf("the output holds a password:\n%s", out)
 			}
 		})
 	}

@@ -4,6 +4,7 @@
 package metrics
 
 import (
+	"math"
 	"net/http"
 	"runtime"
 
@@ -115,8 +116,12 @@ func New(b Build) *Metrics {
 	}, []string{"op", "reason"})
 	m.RateLimitLeft = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "upstream_rate_limit_remaining",
-		Help: "The last X-RateLimit-Remaining value Composio sent.",
+		Help: "The last X-RateLimit-Remaining value Composio sent; NaN until an answer carries one.",
 	})
+	// NaN, not 0, until Composio answers: a replica that has not heard from
+	// it yet (an idle sidecar, a fresh pod) must not read as out of
+	// headroom. min() and `< 200` skip it.
+	m.RateLimitLeft.Set(math.NaN())
 	m.LockWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: namespace, Name: "lock_wait_seconds",
 		Help:    "Time spent waiting for the per-key guard lock, by backend.",

@@ -172,9 +172,10 @@ func TestBuildInfoAndRuntimeCollectors(t *testing.T) {
 		"# TYPE go_goroutines gauge",
 		"# TYPE go_memstats_heap_inuse_bytes gauge",
 		"# TYPE process_resident_memory_bytes gauge",
-		// Plain gauges are exposed before anything sets them.
+		// Plain gauges are exposed before anything sets them; the
+		// rate-limit headroom at NaN, so that no rule reads it as none left.
 		"composio_guard_http_requests_in_flight 0",
-		"composio_guard_upstream_rate_limit_remaining 0",
+		"composio_guard_upstream_rate_limit_remaining NaN",
 		"composio_guard_draining 0",
 	} {
 		if !strings.Contains(string(body), want) {

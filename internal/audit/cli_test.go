@@ -2,6 +2,9 @@ package audit_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +235,24 @@ func TestProgressOnTerminal(t *testing.T) {
 	}
 	if strings.Contains(e, "SECRETVALUE") || strings.Contains(out.String(), "\r") {
 		t.Errorf("stdout %q stderr %q", out.String(), e)
+	}
+}
+
+// TestEchoedKeyMasked: an error answer that quotes the key it refused is
+// reported with its message, the key masked, never printed.
+func TestEchoedKeyMasked(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"error":{"message":"API key %s is not valid for this project","code":401}}`, r.Header.Get("X-Api-Key"))
+	}))
+	defer srv.Close()
+	r := run(t, srv) // fails the test if any output holds the key
+	if r.code != audit.ExitIncomplete {
+		t.Fatalf("exit %d, want %d\n%s%s", r.code, audit.ExitIncomplete, r.stdout, r.stderr)
+	}
+	all := r.stdout + r.stderr
+	if !strings.Contains(all, "Composio answered 401 Unauthorized") || !strings.Contains(all, "API key [redacted] is not valid for this project") {
+		t.Errorf("the refusal is not reported with Composio's message, key masked:\n%s", all)
 	}
 }

@@ -433,9 +433,9 @@ func (s *scanner) once(ctx context.Context, rawURL string, buf *bytes.Buffer) (r
 		// Without Retry-After (0) the back-off applies.
 		return retryAfter(resp.Header.Get("Retry-After"), s.now()), &errStatus{code: code}
 	case code >= 500 || code == http.StatusRequestTimeout:
-		return 0, &errStatus{code: code, message: envelopeMessage(buf.Bytes())}
+		return 0, &errStatus{code: code, message: s.envelopeMessage(buf.Bytes())}
 	case code < 200 || code >= 300:
-		return -1, &errStatus{code: code, message: envelopeMessage(buf.Bytes())}
+		return -1, &errStatus{code: code, message: s.envelopeMessage(buf.Bytes())}
 	case rerr != nil:
 		if ctx.Err() != nil {
 			return -1, ctx.Err()
@@ -494,10 +494,19 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// envelopeMessage is error.message of Composio's error envelope, cut short
-// and stripped of control characters; "" when the body is not one.
-func envelopeMessage(b []byte) string {
+// envelopeMessage is error.message of Composio's error envelope ("" when
+// the body is not one), fit to print: every credential value sent masked (an
+// answer may echo the key it refused), then cut short, control characters
+// blanked.
+func (s *scanner) envelopeMessage(b []byte) string {
 	msg := parseEnvelope(b)
+	for _, vs := range s.o.Header {
+		for _, v := range vs {
+			if v = strings.TrimSpace(v); v != "" {
+				msg = strings.ReplaceAll(msg, v, "[redacted]")
+			}
+		}
+	}
 	if len(msg) > 200 {
 		msg = msg[:200] + "…"
 	}

@@ -45,7 +45,7 @@ func answerDuplicate(in guarded, active []string) answer {
 	return answer{apierror.Error{
 		Message: fmt.Sprintf("User %q already has an ACTIVE connected account on %s.", in.UserID, on(in)),
 		Code:    apierror.CodeMultipleAccounts, Slug: apierror.SlugMultipleAccounts, Status: http.StatusConflict,
-		SuggestedFix:       "Use the existing connected account, or, to create another one on purpose, " + optInFix + ".",
+		SuggestedFix:       "Use the existing connected account, or " + optInFix + " on purpose.",
 		ExistingAccountIDs: active, UserID: in.UserID, AuthConfigID: in.AuthConfigID,
 	}, apierror.Options{NoRetry: true}}
 }

@@ -157,8 +157,9 @@ func (s *Server) Restart() {
 		s.t.Fatalf("redistest: Restart while running")
 	}
 	var lastErr error
-	// The port may still be held for a moment by the previous process: retry.
-	for range 20 {
+	// The port may still be held for a moment by the previous process
+	// (redis-server then exits at once): retry, for 15s at most in all.
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
 		if lastErr = s.startLocked(); lastErr == nil {
 			return
 		}

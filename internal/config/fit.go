@@ -20,6 +20,7 @@ func (c *Config) fitTogether(set func(name string) bool) {
 	c.fitDrainDelay(set)
 	c.fitListeners(set)
 	c.fitLockBackend(set)
+	c.warnAuditOff(set)
 }
 
 // fitListeners fits GUARD_LISTEN_ADDR and GUARD_ADMIN_ADDR together: they
@@ -127,6 +128,21 @@ func (c *Config) fitLockBackend(set func(name string) bool) {
 		if set(name) {
 			c.warnings = append(c.warnings, fmt.Sprintf("%s%s has no effect: %sLOCK_BACKEND is %s (%s), which keeps locks and leases in this process, unshared with other replicas",
 				Prefix, name, Prefix, l.Backend, how))
+		}
+	}
+}
+
+// warnAuditOff names the periodic audit's settings given while the audit is
+// off (GUARD_AUDIT_INTERVAL unset or 0): a key given alone starts nothing,
+// and the operator who set it should not believe an audit runs.
+func (c *Config) warnAuditOff(set func(name string) bool) {
+	if c.Audit.AuditInterval != 0 {
+		return
+	}
+	for _, name := range []string{"AUDIT_API_KEY", "AUDIT_MAX_RATE", "AUDIT_MIN_REMAINING", "AUDIT_TIMEOUT", "AUDIT_INCLUDE_INITIATED", "AUDIT_API_PREFIX"} {
+		if set(name) {
+			c.warnings = append(c.warnings, fmt.Sprintf("%s%s has no effect: the periodic audit is off until %sAUDIT_INTERVAL is set (e.g. 1h)",
+				Prefix, name, Prefix))
 		}
 	}
 }

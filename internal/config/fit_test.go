@@ -317,14 +317,43 @@ func TestFitLockBackend(t *testing.T) {
 			t.Errorf("%v: backend %s, want %s", tc.env, c.Lock.Backend, tc.backend)
 		}
 		wantNote(t, c, tc.note, tc.env)
-		if got := c.Warnings(); len(got) != len(tc.warnings) {
-			t.Errorf("%v: warnings %q, want %d", tc.env, got, len(tc.warnings))
-		} else {
-			for i, w := range tc.warnings {
-				if !strings.HasPrefix(got[i], w) {
-					t.Errorf("%v: warning %q, want it to start %q", tc.env, got[i], w)
-				}
-			}
+		wantWarnings(t, c, tc.warnings, tc.env)
+	}
+}
+
+// The periodic audit's settings given while it is off are warned about: a
+// key alone starts no audit, and says so.
+func TestWarnAuditOff(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want []string
+	}{
+		{map[string]string{"GUARD_AUDIT_API_KEY": "k"}, []string{"GUARD_AUDIT_API_KEY has no effect: the periodic audit is off until GUARD_AUDIT_INTERVAL is set"}},
+		{map[string]string{"GUARD_AUDIT_INTERVAL": "0s", "GUARD_AUDIT_MAX_RATE": "2"}, []string{"GUARD_AUDIT_MAX_RATE has no effect"}},
+		{map[string]string{"GUARD_AUDIT_INTERVAL": "1h", "GUARD_AUDIT_API_KEY": "k", "GUARD_AUDIT_MAX_RATE": "2"}, nil},
+		{map[string]string{}, nil},
+	} {
+		c, err := LoadFrom(tc.env)
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+			continue
+		}
+		wantWarnings(t, c, tc.want, tc.env)
+	}
+}
+
+// wantWarnings checks the start-up warnings: as many as want, each starting
+// with its want.
+func wantWarnings(t *testing.T, c Config, want []string, ctx ...any) {
+	t.Helper()
+	got := c.Warnings()
+	if len(got) != len(want) {
+		t.Errorf("%v: warnings %q, want %d", ctx, got, len(want))
+		return
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) {
+			t.Errorf("%v: warning %q, want it to start %q", ctx, got[i], w)
 		}
 	}
 }

@@ -476,3 +476,94 @@ func TestRedisServerSentinelCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisServerSentinelTLS: rediss+sentinel:// end to end. The sentinels,
+// the primary and the replica serve TLS with a private CA, replication and
+// the sentinels' own links run over TLS, and the sentinels hand out the
+// primary's TLS address. The store verifies every server against
+// GUARD_REDIS_CA_FILE, its lock reaches the replica (MIN_REPLICAS=1), and
+// it follows a failover to the promoted replica by itself. Without the CA,
+// nothing is trusted.
+func TestRedisServerSentinelTLS(t *testing.T) {
+	files, _ := tlsFiles(t)
+	set := redistest.StartSentinel(t, redistest.SentinelOptions{TLS: files})
+	url := set.URL()
+	if !strings.HasPrefix(url, "rediss+sentinel://") {
+		t.Fatalf("URL %q, want rediss+sentinel://", url)
+	}
+	if addr, err := set.Master(); err != nil || addr != set.Primary.TLSAddr() {
+		t.Fatalf("the sentinels name %q (%v), want the primary's TLS address %s", addr, err, set.Primary.TLSAddr())
+	}
+	withCA := func(s *lock.Settings, _ *lock.RedisOptions) { s.RedisCAFile = files.CA }
+	s, m := locktest.NewRedis(t, url, withMinReplicas(1), withCA)
+	if got := s.(*lock.Redis).Topology(); got != lock.TopologySentinel {
+		t.Fatalf("Topology() = %q", got)
+	}
+	ctx := context.Background()
+	k := lock.Key("ac_1", "user_sentinel_tls", "PRIVATE")
+	u, err := locktest.LockFor(t, s, k, time.Minute, time.Second)
+	if err != nil {
+		t.Fatalf("Lock through Sentinel over TLS: %v", err)
+	}
+	if r, err := redistest.Do(set.Replica.Addr(), "EXISTS", locktest.Prefix+"lock:{"+k+"}"); err != nil || r[0] != "1" {
+		t.Fatalf("the lock is not on the replica right after Lock returned (MIN_REPLICAS=1): %v %v", r, err)
+	}
+	u()
+	if err := s.PutLease(ctx, k, lock.Lease{AccountID: "ca_tls", Owner: "o1", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatalf("PutLease over TLS: %v", err)
+	}
+	if l, ok, err := s.GetLease(ctx, k, "o1"); err != nil || !ok || l.AccountID != "ca_tls" {
+		t.Fatalf("GetLease over TLS = %+v %v %v", l, ok, err)
+	}
+	if unreplicated(t, m, lock.UnreplicatedLock) != 0 {
+		t.Fatal("lock_unreplicated_total moved")
+	}
+
+	t.Run("without the CA", func(t *testing.T) {
+		bad, bm := locktest.NewRedis(t, url)
+		if err := bad.PutLease(ctx, k, lock.Lease{Owner: "o2", ExpiresAt: time.Now().Add(time.Minute)}); err == nil {
+			t.Fatal("PutLease succeeded against servers the system roots do not know")
+		}
+		if locktest.Up(t, bm) != 0 {
+			t.Fatal("lock_backend_up is 1 after a failed TLS call")
+		}
+	})
+
+	t.Run("failover", func(t *testing.T) {
+		old := set.Primary.TLSAddr()
+		set.Primary.Kill()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			addr, err := set.Master()
+			if err == nil && addr != old {
+				if addr != set.Replica.TLSAddr() {
+					t.Fatalf("the sentinels promoted %s, want the replica's TLS address %s", addr, set.Replica.TLSAddr())
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no promotion in 30s: %q %v", addr, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// A store on the same URL (MIN_REPLICAS=0: the promoted replica has
+		// no replica of its own) finds the new primary through the
+		// sentinels and takes locks on it over TLS.
+		after, _ := locktest.NewRedis(t, url, withMinReplicas(0), withCA)
+		k2 := lock.Key("ac_1", "user_sentinel_tls_after", "PRIVATE")
+		for {
+			u, err := locktest.LockFor(t, after, k2, time.Minute, time.Second)
+			if err == nil {
+				u()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no lock on the promoted primary over TLS: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if l, ok, err := after.GetLease(ctx, k, "o1"); err != nil || !ok || l.AccountID != "ca_tls" {
+			t.Fatalf("the lease written before the failover, read after it = %+v %v %v", l, ok, err)
+		}
+	})
+}

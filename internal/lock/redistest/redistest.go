@@ -39,6 +39,11 @@ type Options struct {
 	// Password, when set, is the server's requirepass (a sentinel's own
 	// password, in a sentinel).
 	Password string
+	// TLSReplication (with TLS) makes the server speak TLS to the servers it
+	// reaches (a replica to its primary, a sentinel to every node) and
+	// announce its TLS port, so that what sentinels and primaries hand out
+	// are TLS addresses.
+	TLSReplication bool
 }
 
 // TLSFiles are the PEM files of a TLS server.
@@ -180,6 +185,9 @@ func (s *Server) startLocked() error {
 		conf := filepath.Join(s.dir, "sentinel.conf")
 		if _, err := os.Stat(conf); err != nil {
 			body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n%s\n", s.port, s.dir, s.opt.Sentinel)
+			if s.opt.TLS != nil && s.opt.TLSReplication {
+				body += fmt.Sprintf("sentinel announce-port %d\n", s.tlsPort)
+			}
 			if s.opt.Password != "" {
 				body += "requirepass " + s.opt.Password + "\n"
 			}
@@ -192,6 +200,12 @@ func (s *Server) startLocked() error {
 	if f := s.opt.TLS; f != nil {
 		args = append(args, "--tls-port", strconv.Itoa(s.tlsPort), "--tls-cert-file", f.Cert,
 			"--tls-key-file", f.Key, "--tls-ca-cert-file", f.CA, "--tls-auth-clients", "no")
+		if s.opt.TLSReplication {
+			args = append(args, "--tls-replication", "yes")
+			if s.opt.Sentinel == "" {
+				args = append(args, "--replica-announce-port", strconv.Itoa(s.tlsPort))
+			}
+		}
 	}
 	if s.opt.Password != "" && s.opt.Sentinel == "" {
 		args = append(args, "--requirepass", s.opt.Password, "--masterauth", s.opt.Password)

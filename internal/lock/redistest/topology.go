@@ -24,6 +24,7 @@ type SentinelSet struct {
 	Sentinels []*Server
 
 	dataPass, sentinelPass string
+	tls                    bool
 }
 
 // SentinelOptions shape a SentinelSet; the zero value is one replica and
@@ -36,6 +37,12 @@ type SentinelOptions struct {
 
 	DownAfter       time.Duration // sentinel down-after-milliseconds; default 1s
 	FailoverTimeout time.Duration // sentinel failover-timeout; default 3s
+
+	// TLS, when set, puts every server on TLS too: replication and the
+	// sentinels' links run over TLS, the sentinels hand out the primary's
+	// TLS address, and URL is a rediss+sentinel:// URL of their TLS ports.
+	// The plain ports stay, for the harness's own checks.
+	TLS *TLSFiles
 }
 
 // StartSentinel runs a primary, its replicas and three sentinels (quorum
@@ -52,22 +59,29 @@ func StartSentinel(t testing.TB, tm SentinelOptions) *SentinelSet {
 	if tm.FailoverTimeout == 0 {
 		tm.FailoverTimeout = 3 * time.Second
 	}
-	set := &SentinelSet{t: t, dataPass: tm.DataPassword, sentinelPass: tm.SentinelPassword}
-	set.Primary = StartWith(t, Options{Password: tm.DataPassword})
+	set := &SentinelSet{t: t, dataPass: tm.DataPassword, sentinelPass: tm.SentinelPassword, tls: tm.TLS != nil}
+	node := Options{Password: tm.DataPassword, TLS: tm.TLS, TLSReplication: tm.TLS != nil}
+	set.Primary = StartWith(t, node)
+	primaryPort := set.Primary.Port()
+	if set.tls {
+		primaryPort = set.Primary.tlsPort
+	}
 	for range tm.Replicas {
-		set.Replicas = append(set.Replicas, StartWith(t, Options{Password: tm.DataPassword,
-			Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(set.Primary.Port())}}))
+		replica := node
+		replica.Args = []string{"--replicaof", "127.0.0.1", strconv.Itoa(primaryPort)}
+		set.Replicas = append(set.Replicas, StartWith(t, replica))
 	}
 	set.Replica = set.Replicas[0]
 	set.WaitInSync(set.Primary, tm.Replicas, 10*time.Second)
 	conf := fmt.Sprintf("sentinel resolve-hostnames no\nsentinel monitor %s 127.0.0.1 %d 2\n"+
 		"sentinel down-after-milliseconds %s %d\nsentinel failover-timeout %s %d\nsentinel parallel-syncs %s 1\n",
-		MasterName, set.Primary.Port(), MasterName, tm.DownAfter.Milliseconds(), MasterName, tm.FailoverTimeout.Milliseconds(), MasterName)
+		MasterName, primaryPort, MasterName, tm.DownAfter.Milliseconds(), MasterName, tm.FailoverTimeout.Milliseconds(), MasterName)
 	if tm.DataPassword != "" {
 		conf += fmt.Sprintf("sentinel auth-pass %s %s\n", MasterName, tm.DataPassword)
 	}
 	for range 3 {
-		set.Sentinels = append(set.Sentinels, StartWith(t, Options{Sentinel: conf, Password: tm.SentinelPassword}))
+		set.Sentinels = append(set.Sentinels, StartWith(t, Options{Sentinel: conf, Password: tm.SentinelPassword,
+			TLS: tm.TLS, TLSReplication: tm.TLS != nil}))
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, s := range set.Sentinels {
@@ -85,13 +99,21 @@ func StartSentinel(t testing.TB, tm SentinelOptions) *SentinelSet {
 	return set
 }
 
-// URL is the redis+sentinel:// URL of the set (database 0).
+// URL is the redis+sentinel:// URL of the set (database 0), or with TLS
+// the rediss+sentinel:// URL of the sentinels' TLS ports.
 func (set *SentinelSet) URL() string {
 	addrs := make([]string, len(set.Sentinels))
 	for i, s := range set.Sentinels {
 		addrs[i] = s.Addr()
+		if set.tls {
+			addrs[i] = s.TLSAddr()
+		}
 	}
-	return "redis+sentinel://" + strings.Join(addrs, ",") + "/" + MasterName + "/0"
+	scheme := "redis+sentinel://"
+	if set.tls {
+		scheme = "rediss+sentinel://"
+	}
+	return scheme + strings.Join(addrs, ",") + "/" + MasterName + "/0"
 }
 
 // Master asks a sentinel which address is the master now.

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -175,23 +176,47 @@ func WaitReplicasAuth(addr, pass string, n int, within time.Duration) error {
 // Cluster is a Redis Cluster of masters on loopback, no replicas.
 type Cluster struct {
 	Nodes []*Server
+	tls   bool
 }
 
 // StartCluster runs n (>= 3) cluster-enabled nodes, joins them with
 // `redis-cli --cluster create` and waits for cluster_state:ok on each.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return StartClusterWith(t, n, nil)
+}
+
+// StartClusterWith is StartCluster; with tls, every node also serves TLS
+// and the cluster bus runs over TLS (tls-cluster), and URL is a
+// rediss+cluster:// URL of the TLS ports.
+func StartClusterWith(t testing.TB, n int, tls *TLSFiles) *Cluster {
+	t.Helper()
 	cli := Binary(t, "redis-cli")
-	c := &Cluster{}
+	c := &Cluster{tls: tls != nil}
 	args := []string{"--cluster", "create"}
 	for range n {
-		s := StartWith(t, Options{Args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000"}})
+		o := Options{Args: []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000"}, TLS: tls}
+		if tls != nil {
+			o.Args = append(o.Args, "--tls-cluster", "yes")
+		}
+		s := StartWith(t, o)
 		c.Nodes = append(c.Nodes, s)
-		args = append(args, s.Addr())
+		if tls != nil {
+			// The nodes meet on their TLS ports, so that the cluster bus
+			// and the slot map use those.
+			args = append(args, s.TLSAddr())
+		} else {
+			args = append(args, s.Addr())
+		}
 	}
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+	if tls != nil {
+		args = append(args, "--tls", "--cacert", tls.CA)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -215,6 +240,12 @@ func (c *Cluster) URL() string {
 	addrs := make([]string, len(c.Nodes))
 	for i, s := range c.Nodes {
 		addrs[i] = s.Addr()
+		if c.tls {
+			addrs[i] = s.TLSAddr()
+		}
+	}
+	if c.tls {
+		return "rediss+cluster://" + strings.Join(addrs, ",")
 	}
 	return "redis+cluster://" + strings.Join(addrs, ",")
 }

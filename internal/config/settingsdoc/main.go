@@ -85,7 +85,10 @@ When a default would contradict the one setting you gave (a drain delay
 longer than a short shutdown grace, say), the default gives way, and the
 start line says so (` + "`setting adjusted`" + `, also printed by ` + "`-check-config`" + `).
 Only two explicit settings that contradict each other are refused; the pairs
-and what each default does are in [settings-rules.md](settings-rules.md).
+and what each default does are in [settings-rules.md](settings-rules.md). A
+setting the others leave without effect (a Redis setting with the memory
+backend, an audit setting while the audit is off) starts the proxy with a
+` + "`setting without effect`" + ` warning that names it.
 
 `
 

@@ -362,6 +362,14 @@ func (p *duplicatePolicy) resolveSession(c *linkCall) (verdict, bool) {
 	}
 	c.in.UserID = s.UserID
 	c.in.AuthConfigID = s.AuthConfigs[c.in.Toolkit]
+	if s.PinUnsure[c.in.Toolkit] {
+		// The session names the toolkit in other than lower case (or
+		// twice): whether Composio applies the pin is unknown. Checked as
+		// if unpinned, every account of the toolkit counts and the lock is
+		// the toolkit's: no guess can let a duplicate through
+		// (docs/security.md).
+		c.in.AuthConfigID = ""
+	}
 	if s.MultiAccount {
 		c.multi, c.maxActive = true, s.MaxAccounts
 	}

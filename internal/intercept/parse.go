@@ -129,6 +129,12 @@ func parseSessionLink(b []byte) (g guarded, br *badRequest) {
 		return g, br
 	}
 	g.Toolkit = strings.ToLower(tk)
+	if g.Toolkit != tk {
+		// Whether Composio folds a toolkit slug when it links and when it
+		// lists is unknown: the guard's lookup and Composio's create could
+		// name two toolkits, and nothing would stop a second account.
+		return g, bad(ReasonBadMember, "toolkit must be the toolkit's slug in lower case (%q): the duplicate-connection check cannot tell which accounts another spelling links", g.Toolkit)
+	}
 	if g.AccountType, br = accountType(b, found[1], seen[1]); br != nil {
 		return g, br
 	}

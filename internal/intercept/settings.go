@@ -58,8 +58,13 @@ type Config struct {
 	// up (at least 1).
 	RetryAfter time.Duration `env:"RETRY_AFTER" envDefault:"1s"`
 	// How long a Tool Router session's config (whose accounts its links
-	// create) is kept; a PATCH of the session through the proxy forgets it.
-	SessionCacheTTL time.Duration `env:"SESSION_CACHE_TTL" envDefault:"60s"`
+	// create) is reused. `0`: read on every guarded session link, so a
+	// `PATCH` made anywhere (another replica, the dashboard, Composio
+	// directly) counts at once. A longer time saves one call to Composio
+	// per session link, but a `PATCH` not made through this replica is seen
+	// only when the time runs out, and a link in between is checked against
+	// the old auth config: a duplicate can pass (docs/security.md).
+	SessionCacheTTL time.Duration `env:"SESSION_CACHE_TTL" envDefault:"0s"`
 
 	// Tool Router session policies (see sessionrules.go); off by default.
 
@@ -241,7 +246,9 @@ func (g Config) Validate() error {
 		}
 	}
 	p.Positive("RETRY_AFTER", g.RetryAfter)
-	p.Positive("SESSION_CACHE_TTL", g.SessionCacheTTL)
+	if g.SessionCacheTTL < 0 {
+		p.Add("SESSION_CACHE_TTL", "must not be negative (0 reads the session on every link), got %s", g.SessionCacheTTL)
+	}
 	settings.OneOf(&p, "SESSION_MULTI_ACCOUNT", g.SessionMultiAccount, SessionAllow, SessionDeny)
 	if g.SessionMaxAccountsPerToolkit < 0 || g.SessionMaxAccountsPerToolkit > 1000 {
 		p.Add("SESSION_MAX_ACCOUNTS_PER_TOOLKIT", "must be 0 (no cap) to 1000, got %d", g.SessionMaxAccountsPerToolkit)

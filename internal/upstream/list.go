@@ -266,6 +266,13 @@ func (c *ListClient) list(ctx context.Context, q ListQuery) (ListResult, error) 
 			return ListResult{}, fmt.Errorf("lookup page %d: %w", page, err)
 		}
 		if next == "" {
+			if res.Total > int64(len(res.Items)) {
+				// Composio has been seen to end the cursor early (next_cursor
+				// null while items remain): an unread page may hold the
+				// ACTIVE account. What the caller's own accounts make
+				// unreadable is refused, never passed (ErrTooManyPages).
+				return ListResult{}, fmt.Errorf("%w: the pages ended after %d accounts, total_items says %d", ErrTooManyPages, len(res.Items), res.Total)
+			}
 			return res, nil
 		}
 		// One matching ACTIVE account settles a duplicate check: the pages
@@ -368,7 +375,7 @@ func decodePage(body io.Reader, res *ListResult, withToolkit bool, known ...stri
 		return "", fmt.Errorf("%w: larger than %d bytes", ErrBadAnswer, MaxListAnswerBytes)
 	}
 	n := len(res.Items)
-	items, hasItems, next, err := parseListPage(buf.Bytes(), res.Items[n:], known, withToolkit)
+	items, hasItems, next, total, err := parseListPage(buf.Bytes(), res.Items[n:], known, withToolkit)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadAnswer, err)
 	}
@@ -384,6 +391,9 @@ func decodePage(body io.Reader, res *ListResult, withToolkit bool, known ...stri
 		}
 	}
 	res.Items = append(res.Items, items...)
+	if total >= 0 {
+		res.Total = total
+	}
 	return next, nil
 }
 

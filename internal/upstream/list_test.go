@@ -510,3 +510,43 @@ func TestListCallerGone(t *testing.T) {
 		t.Errorf("breaker state %v after a caller left", got)
 	}
 }
+
+// Composio has been seen to end the cursor (next_cursor null) while items
+// remain. A lookup whose pages hold fewer items than total_items says is
+// refused as unreadable (ErrTooManyPages, caller-caused: 422 in every
+// failure mode), never taken as complete; a total that is absent, equal, or
+// not a whole number changes nothing.
+func TestListCursorEndsEarly(t *testing.T) {
+	two := item("ca_1", upstream.StatusInitiated, "u", "ac") + "," + item("ca_2", upstream.StatusInitiated, "u", "ac")
+	for _, tc := range []struct {
+		name, total string
+		wantErr     bool
+	}{
+		{"total above the items read", `5`, true},
+		{"total equal", `2`, false},
+		{"total below", `1`, false},
+		{"no total", ``, false},
+		{"null total", `null`, false},
+		{"total as a string", `"5"`, false},
+		{"total not whole", `5.5`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := `{"items":[` + two + `],"next_cursor":null`
+			if tc.total != "" {
+				body += `,"total_items":` + tc.total
+			}
+			body += `}`
+			e := newListEnv(t, serve(body), upstream.LookupSettings{})
+			res, err := e.c.List(context.Background(), query("/api/v3", "u", "ac", "", nil))
+			if tc.wantErr {
+				if !errors.Is(err, upstream.ErrTooManyPages) || !upstream.CallerCaused(err) {
+					t.Fatalf("err %v, want a caller-caused ErrTooManyPages", err)
+				}
+				return
+			}
+			if err != nil || len(res.Items) != 2 {
+				t.Fatalf("List = %d items, %v; want both, no error", len(res.Items), err)
+			}
+		})
+	}
+}

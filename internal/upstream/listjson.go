@@ -1,6 +1,11 @@
 package upstream
 
-import "github.com/composio-guard/composio-guard/internal/jsonread"
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/composio-guard/composio-guard/internal/jsonread"
+)
 
 // The list answer is read on every guarded request, so it is parsed by hand:
 // one pass that validates the whole document as JSON (RFC 8259, as
@@ -24,7 +29,11 @@ type listParser struct {
 // (a member that is null or absent stays "", a null item is an empty one;
 // completeness is the caller's check). hasItems is false when "items" is
 // absent or null.
-func parseListPage(b []byte, items []Account, known []string, withToolkit bool) (_ []Account, hasItems bool, next string, err error) {
+//
+// total is total_items, the count Composio reports for the whole query, or
+// -1 when it is absent or not a whole number.
+func parseListPage(b []byte, items []Account, known []string, withToolkit bool) (_ []Account, hasItems bool, next string, total int64, err error) {
+	total = -1
 	p := listParser{Reader: jsonread.New(b, 0), withToolkit: withToolkit}
 	p.Known = known
 	err = p.Object(func(key []byte, esc bool) error {
@@ -50,6 +59,16 @@ func parseListPage(b []byte, items []Account, known []string, withToolkit bool) 
 			}
 			next, err = p.Str()
 			return err
+		case jsonread.KeyIs(key, esc, "total_items"):
+			start := p.Pos()
+			if err := p.Skip(); err != nil {
+				return err
+			}
+			total = -1
+			if n, err := strconv.ParseInt(string(bytes.TrimSpace(p.Bytes()[start:p.Pos()])), 10, 64); err == nil && n >= 0 {
+				total = n
+			}
+			return nil
 		}
 		return p.Skip()
 	})
@@ -57,9 +76,9 @@ func parseListPage(b []byte, items []Account, known []string, withToolkit bool) 
 		err = p.End() // data after the value
 	}
 	if err != nil {
-		return nil, false, "", err
+		return nil, false, "", -1, err
 	}
-	return items, hasItems, next, nil
+	return items, hasItems, next, total, nil
 }
 
 func (p *listParser) item(it *Account) error {

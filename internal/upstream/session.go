@@ -20,6 +20,11 @@ type Session struct {
 	// AuthConfigs maps a toolkit slug (lower case) to the auth config the
 	// session pins for it; a toolkit without one uses Composio's default.
 	AuthConfigs map[string]string
+	// PinUnsure holds the toolkits (lower case) whose pin cannot be read
+	// for sure: the session names the toolkit other than in lower case, or
+	// under two spellings. How Composio matches such a key is unknown, so
+	// the guard trusts no pin for them.
+	PinUnsure map[string]bool
 	// MultiAccount is multi_account.enable (absent: false); MaxAccounts is
 	// multi_account.max_accounts_per_toolkit (5 when enabled and unset).
 	MultiAccount bool
@@ -33,17 +38,14 @@ const DefaultMaxAccountsPerToolkit = 5
 // MaxSessionAnswerBytes caps the session answer read.
 const MaxSessionAnswerBytes = 1 << 20
 
-// Session cache bounds.
-const (
-	DefaultSessionCacheTTL = 60 * time.Second
-	maxCachedSessions      = 10_000
-)
+// maxCachedSessions bounds the session cache (GUARD_SESSION_CACHE_TTL > 0).
+const maxCachedSessions = 10_000
 
 // ErrBadSession is a session answer that is not the expected JSON.
 var ErrBadSession = errors.New("upstream: session answer is not the expected JSON")
 
-// SessionClient reads Tool Router sessions with the caller's credential and
-// keeps each for a bounded time. Safe for concurrent use.
+// SessionClient reads Tool Router sessions with the caller's credential,
+// afresh on every call unless a cache time is given. Safe for concurrent use.
 type SessionClient struct {
 	base    *url.URL
 	rt      http.RoundTripper
@@ -63,12 +65,12 @@ type cachedSession struct {
 }
 
 // NewSessionClient builds the session reader. rt is the transport (already
-// instrumented, or not); ttl 0 means DefaultSessionCacheTTL, timeout 0
-// DefaultLookupTimeout.
+// instrumented, or not); ttl is how long a session read is reused (0: not
+// at all, every call reads it), timeout 0 means DefaultLookupTimeout.
 func NewSessionClient(base *url.URL, rt http.RoundTripper, ttl, timeout time.Duration, userAgent string) *SessionClient {
 	c := &SessionClient{
 		base: &url.URL{Scheme: base.Scheme, Host: base.Host, Path: strings.TrimRight(base.Path, "/")},
-		rt:   rt, ttl: orDur(ttl, DefaultSessionCacheTTL), timeout: orDur(timeout, 5*time.Second),
+		rt:   rt, ttl: ttl, timeout: orDur(timeout, 5*time.Second),
 		ua: []string{DefaultUserAgent}, now: time.Now, cache: make(map[string]cachedSession),
 	}
 	if userAgent != "" {
@@ -78,10 +80,13 @@ func NewSessionClient(base *url.URL, rt http.RoundTripper, ttl, timeout time.Dur
 }
 
 // Session returns the session id as the tenant's credential (hdr) reads it
-// on prefix, from the cache while it is fresh. A *StatusError (401, 403,
+// on prefix, from the cache while it is fresh (with a cache time). A *StatusError (401, 403,
 // 404, 429) is Composio's refusal to hand back; any other error means the
 // session could not be read.
 func (c *SessionClient) Session(ctx context.Context, prefix, id, tenant string, hdr http.Header) (Session, error) {
+	if c.ttl <= 0 {
+		return c.fetch(ctx, prefix, id, hdr)
+	}
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.cache[id]
@@ -182,7 +187,14 @@ func (c *SessionClient) fetch(ctx context.Context, prefix, id string, hdr http.H
 	}
 	s := Session{UserID: raw.Config.UserID, AuthConfigs: make(map[string]string, len(raw.Config.AuthConfigs))}
 	for k, v := range raw.Config.AuthConfigs {
-		s.AuthConfigs[strings.ToLower(k)] = v
+		f := strings.ToLower(k)
+		if _, twice := s.AuthConfigs[f]; twice || f != k {
+			if s.PinUnsure == nil {
+				s.PinUnsure = make(map[string]bool, 1)
+			}
+			s.PinUnsure[f] = true
+		}
+		s.AuthConfigs[f] = v
 	}
 	if ma := raw.Config.MultiAccount; ma != nil && ma.Enable != nil && *ma.Enable {
 		s.MultiAccount, s.MaxAccounts = true, DefaultMaxAccountsPerToolkit

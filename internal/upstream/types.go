@@ -84,6 +84,8 @@ type ListResult struct {
 	// Partial: ListQuery.StopAtActive ended the lookup with pages unread.
 	// Items then holds an ACTIVE account that Matches the query.
 	Partial bool
+	// Total is the last total_items Composio reported (0 when none did).
+	Total int64
 }
 
 // StatusError is an answer of the list call that the caller must get back

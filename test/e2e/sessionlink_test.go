@@ -50,14 +50,11 @@ func TestSessionLink(t *testing.T) {
 			if first.status != http.StatusCreated {
 				t.Fatalf("first authorize: %s", first)
 			}
-			// The same request while pending: the first link again.
-			again := authorize(t, p, prefix, key, s, "GitHub")
-			if again.header.Get("X-Composio-Guard") != "replayed" && again.status != http.StatusConflict {
-				t.Fatalf("repeat: %s", again)
+			// The toolkit spelled otherwise is refused (TestSessionLinkToolkitSpelling);
+			// the same request while pending replays the first link.
+			if again := authorize(t, p, prefix, key, s, "GitHub"); again.status != http.StatusBadRequest {
+				t.Fatalf("repeat as GitHub: %s, want 400", again)
 			}
-			// Toolkit case does not make another request: the body differs,
-			// so it is refused as pending rather than replayed; the exact
-			// repeat replays.
 			exact := authorize(t, p, prefix, key, s, "github")
 			if exact.header.Get("X-Composio-Guard") != "replayed" || decodeLink(t, exact).RedirectURL != decodeLink(t, first).RedirectURL {
 				t.Fatalf("exact repeat not replayed: %s", exact)

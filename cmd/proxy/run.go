@@ -104,13 +104,13 @@ func startDemoUpstream(cfg *config.Config) (func(), error) {
 	srv := &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(l) }() // ErrServerClosed once stopped
 	cfg.Transport.URL = "http://" + l.Addr().String()
-	if _, set := os.LookupEnv("GUARD_LISTEN_ADDR"); !set {
+	if !config.IsSet(nil, "GUARD_LISTEN_ADDR") {
 		cfg.Server.ListenAddr = loopback(cfg.Server.ListenAddr)
 	}
-	if _, set := os.LookupEnv("GUARD_ADMIN_ADDR"); !set {
+	if !config.IsSet(nil, "GUARD_ADMIN_ADDR") {
 		cfg.Server.AdminAddr = loopback(cfg.Server.AdminAddr)
 	}
-	if _, set := os.LookupEnv("GUARD_DRAIN_DELAY"); !set {
+	if !config.IsSet(nil, "GUARD_DRAIN_DELAY") {
 		cfg.Server.DrainDelay = 0
 	}
 	return func() {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"maps"
 	"os"
 	"reflect"
 	"strings"
@@ -85,6 +86,11 @@ func LoadFrom(environ map[string]string) (Config, error) {
 	if environ != nil {
 		opts.Environment = environ
 	}
+	if _, bare := lookup(environ, Prefix); bare {
+		// A variable named just GUARD_ names no setting (UnknownKeys warns of
+		// it); the reader would take it for its nested sections.
+		opts.Environment = withoutKey(environ, Prefix)
+	}
 	var errs []error
 	if err := env.ParseWithOptions(&c, opts); err != nil {
 		errs = append(errs, parseErrors(err)...)
@@ -103,14 +109,44 @@ func LoadFrom(environ map[string]string) (Config, error) {
 	return c, errors.Join(errs...)
 }
 
-// isSet reports whether the variable name (without the prefix) is given.
-func isSet(environ map[string]string, name string) bool {
+func lookup(environ map[string]string, name string) (string, bool) {
 	if environ == nil {
-		_, ok := os.LookupEnv(Prefix + name)
-		return ok
+		return os.LookupEnv(name)
 	}
-	_, ok := environ[Prefix+name]
-	return ok
+	v, ok := environ[name]
+	return v, ok
+}
+
+// withoutKey is environ (the process environment when nil) without name.
+func withoutKey(environ map[string]string, name string) map[string]string {
+	out := make(map[string]string, len(environ))
+	if environ == nil {
+		for _, kv := range os.Environ() {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				out[k] = v
+			}
+		}
+	} else {
+		maps.Copy(out, environ)
+	}
+	delete(out, name)
+	return out
+}
+
+// isSet reports whether the variable name (without the prefix) is given.
+// An empty value is not (it reads as unset, as the settings reader takes it):
+// a templated manifest's `GUARD_X: ""` must not count as a choice.
+func isSet(environ map[string]string, name string) bool {
+	return IsSet(environ, Prefix+name)
+}
+
+// IsSet reports whether the variable (full name) holds a value in environ,
+// or in the process environment when environ is nil; empty is unset.
+func IsSet(environ map[string]string, name string) bool {
+	if environ == nil {
+		return os.Getenv(name) != ""
+	}
+	return environ[name] != ""
 }
 
 // fitBodyBudget makes a default give way to the one of GUARD_MAX_BODY_BYTES

@@ -357,3 +357,62 @@ func wantWarnings(t *testing.T, c Config, want []string, ctx ...any) {
 		}
 	}
 }
+
+// Findings of an operator's review: an empty value is unset (a templated
+// manifest's GUARD_X="" is no choice), so it neither blocks a default from
+// giving way nor keeps Redis off; a CA file alone, a page limit of 0, a
+// variable named just GUARD_ and a zero-padded port all start.
+func TestOperatorTraps(t *testing.T) {
+	for _, tc := range []struct {
+		env   map[string]string
+		check func(c Config) string
+	}{
+		{map[string]string{"GUARD_SHUTDOWN_GRACE": "5s", "GUARD_DRAIN_DELAY": ""}, func(c Config) string {
+			if c.Server.DrainDelay != time.Second {
+				return "drain delay " + c.Server.DrainDelay.String() + ", want 1s"
+			}
+			return ""
+		}},
+		{map[string]string{"GUARD_MAX_BODY_BYTES": "100000000", "GUARD_BODY_BUDGET_BYTES": ""}, func(c Config) string {
+			if c.Guard.BodyBudgetBytes != 100000000 {
+				return "budget not raised"
+			}
+			return ""
+		}},
+		{map[string]string{"GUARD_LISTEN_ADDR": ":9090", "GUARD_ADMIN_ADDR": ""}, func(c Config) string {
+			if c.Server.AdminAddr != ":8080" {
+				return "admin " + c.Server.AdminAddr + ", want :8080"
+			}
+			return ""
+		}},
+		{map[string]string{"GUARD_REDIS_URL": "redis://127.0.0.1:6379", "GUARD_LOCK_BACKEND": ""}, func(c Config) string {
+			if c.Lock.Backend != lock.BackendRedis || len(c.Warnings()) != 0 {
+				return "backend " + string(c.Lock.Backend) + ", want redis with no warning"
+			}
+			return ""
+		}},
+		{map[string]string{"GUARD_REDIS_CA_FILE": "/etc/ssl/ca.pem"}, func(c Config) string {
+			if len(c.Warnings()) != 1 {
+				return "want one warning for the CA file"
+			}
+			return ""
+		}},
+		{map[string]string{"GUARD_LOOKUP_PAGE_LIMIT": "0"}, func(c Config) string { return "" }},
+		{map[string]string{"GUARD_": "x"}, func(c Config) string { return "" }},
+		{map[string]string{"GUARD_LISTEN_ADDR": "127.0.0.1:09090"}, func(c Config) string {
+			if c.Server.AdminAddr != ":8080" {
+				return "admin " + c.Server.AdminAddr + " collides with 127.0.0.1:09090"
+			}
+			return ""
+		}},
+	} {
+		c, err := LoadFrom(tc.env)
+		if err != nil {
+			t.Errorf("%v: refused: %v", tc.env, err)
+			continue
+		}
+		if msg := tc.check(c); msg != "" {
+			t.Errorf("%v: %s", tc.env, msg)
+		}
+	}
+}

@@ -192,7 +192,7 @@ func parseRedisURLRaw(raw, caFile string) (*redisTarget, error) {
 	}
 	if caFile != "" {
 		if *tlsConf == nil {
-			return nil, errors.New("REDIS_CA_FILE is set but the URL is not TLS: use rediss://, rediss+sentinel:// or rediss+cluster://")
+			return nil, errors.New("GUARD_REDIS_CA_FILE is set but the URL is not TLS: use rediss://, rediss+sentinel:// or rediss+cluster://")
 		}
 		pool, err := loadCA(caFile)
 		if err != nil {

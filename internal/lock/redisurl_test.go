@@ -168,7 +168,6 @@ func TestSettingsValidateRedis(t *testing.T) {
 		{"too many replicas", func(s *Settings) { s.RedisMinReplicas = 17 }, "REDIS_MIN_REPLICAS"},
 		{"brace in prefix", func(s *Settings) { s.RedisKeyPrefix = "guard{x}:" }, "REDIS_KEY_PREFIX"},
 		{"bad sentinel URL", func(s *Settings) { s.RedisURL += "&password=" + dataPass }, "REDIS_URL"},
-		{"CA file without URL", func(s *Settings) { s.Backend, s.RedisURL, s.RedisCAFile = BackendMemory, "", "/ca.pem" }, "REDIS_CA_FILE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := base()

@@ -82,9 +82,6 @@ func (s Settings) Validate() error {
 			p.Add("REDIS_URL", "%v", err)
 		}
 	}
-	if s.RedisCAFile != "" && s.RedisURL == "" {
-		p.Add("REDIS_CA_FILE", "is set without %sREDIS_URL", settings.Prefix)
-	}
 	if strings.ContainsAny(s.RedisKeyPrefix, "{}") {
 		// The keys' own hash tag keeps a lock and its lease in one Cluster slot.
 		p.Add("REDIS_KEY_PREFIX", "must not contain { or }: the guard puts its own hash tag in every key")

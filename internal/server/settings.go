@@ -122,9 +122,18 @@ func SameListener(a, b string) bool {
 // sameListener reports whether two valid addresses would collide. Port 0 is
 // a fresh ephemeral port each time, so it never collides.
 func sameListener(a, b string) bool {
-	ha, pa, _ := net.SplitHostPort(a)
-	hb, pb, _ := net.SplitHostPort(b)
-	if pa != pb || pa == "0" {
+	ha, sa, _ := net.SplitHostPort(a)
+	hb, sb, _ := net.SplitHostPort(b)
+	// As numbers: 09090 is port 9090.
+	pa, errA := strconv.Atoi(sa)
+	pb, errB := strconv.Atoi(sb)
+	if errA != nil || errB != nil {
+		pa, pb = -1, -2 // not numbers: compared as written
+		if sa == sb {
+			pb = pa
+		}
+	}
+	if pa != pb || pa == 0 {
 		return false
 	}
 	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }

@@ -121,8 +121,8 @@ func DefaultLookupSettings() LookupSettings { return settings.Defaults[LookupSet
 func (s LookupSettings) Validate() error {
 	var p settings.Problems
 	p.Positive("LOOKUP_TIMEOUT", s.Timeout)
-	if s.PageLimit < 1 || s.PageLimit > 1000 {
-		p.Add("LOOKUP_PAGE_LIMIT", "must be between 1 and 1000, got %d", s.PageLimit)
+	if s.PageLimit < 0 || s.PageLimit > 1000 {
+		p.Add("LOOKUP_PAGE_LIMIT", "must be between 0 (no limit sent) and 1000, got %d", s.PageLimit)
 	}
 	if s.MaxPages < 1 || s.MaxPages > 1000 {
 		p.Add("LOOKUP_MAX_PAGES", "must be between 1 and 1000, got %d", s.MaxPages)

@@ -11,8 +11,8 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"maps"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"

@@ -248,7 +248,7 @@ func (p *sandboxPolicy) evaluate(c *call) verdict {
 			v.decision, v.reason, v.refusal, insertTier = DecisionRejectedPolicy, reason, a, false
 		}
 	}
-	insertManage := v.decision != DecisionRejectedPolicy && route == reqscope.RouteSessionCreate && p.session.noManage && !sask.manageSet
+	insertManage := v.decision != DecisionRejectedPolicy && route == reqscope.RouteSessionCreate && p.session.noManage && !sask.manageThere
 	if insertManage && !insertTier {
 		v.decision, v.reason = DecisionDefaulted, ReasonManageOffInserted
 	}

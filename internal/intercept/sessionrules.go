@@ -33,6 +33,7 @@ type sessionAsk struct {
 	maxAccounts int  // multi_account.max_accounts_per_toolkit; 0 when absent
 	manageSet   bool // manage_connections.enable is set (true or false)
 	manageOn    bool // manage_connections.enable is true
+	manageThere bool // the body has a manage_connections member (even null)
 }
 
 // parseSessionPolicy reads multi_account and manage_connections; the body is
@@ -43,6 +44,17 @@ func parseSessionPolicy(b []byte) (ask sessionAsk, br *badRequest) {
 	if br = members(b, 0, sessionPolicyFields, top[:], seen[:]); br != nil {
 		return ask, br
 	}
+	// Each is an object or null: another shape (true, "on", [..]) could
+	// mean anything to Composio, and the policies could not read it.
+	for i, name := range [...]string{"multi_account", "manage_connections"} {
+		if !seen[i] {
+			continue
+		}
+		if v := top[i].value(b); v[0] != '{' && string(v) != "null" {
+			return ask, bad(ReasonBadMember, "%s must be an object (or null)", name)
+		}
+	}
+	ask.manageThere = seen[1]
 	if seen[0] && top[0].value(b)[0] == '{' {
 		var f [2]member
 		var s [2]bool
@@ -130,7 +142,10 @@ func (r sessionRules) refusal(ask sessionAsk) (string, answer) {
 		return ReasonMaxAccountsAboveCap, forbid(
 			fmt.Sprintf("The session asks for %d accounts per toolkit; this proxy allows at most %d.", asked, r.maxAccounts),
 			fmt.Sprintf("Set multi_account.max_accounts_per_toolkit to %d or less.", r.maxAccounts))
-	case r.noManage && ask.manageOn:
+	case r.noManage && (ask.manageOn || ask.manageThere && !ask.manageSet):
+		// On, or present without an explicit false (null, {}, enable null):
+		// Composio's default would turn the tool on, and a member the proxy
+		// added beside it would make the body ambiguous.
 		return ReasonManageConnectionsOn, forbid("This proxy does not allow the in-session connection tool (manage_connections): it starts links the proxy cannot check.",
 			"Set manage_connections.enable to false, or leave it out, and connect accounts through the proxy.")
 	}

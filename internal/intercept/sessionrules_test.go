@@ -39,6 +39,16 @@ func TestSessionPolicies(t *testing.T) {
 			`{"user_id":"u","manage_connections":{"enable":false}}`, intercept.ReasonNoSize},
 		{"not inserted on PATCH", "PATCH", patch, `{"tags":["a"]}`, noManage, 200, `{"tags":["a"]}`, intercept.ReasonNoSize},
 		{"bad enable", "POST", create, `{"user_id":"u","multi_account":{"enable":"yes"}}`, deny, 400, "", intercept.ReasonBadMember},
+		// Shapes the policies cannot read are refused, not passed by
+		// (an operator's review: both were forwarded, the first with a
+		// second manage_connections member the proxy had added).
+		{"manage connections not an object", "POST", create, `{"user_id":"u","manage_connections":true}`, noManage, 400, "", intercept.ReasonBadMember},
+		{"multi-account not an object", "POST", create, `{"user_id":"u","multi_account":true}`, deny, 400, "", intercept.ReasonBadMember},
+		{"multi-account not an object, no policy on it", "PATCH", patch, `{"multi_account":"on"}`, noManage, 400, "", intercept.ReasonBadMember},
+		// Present without an explicit false: Composio's default is on.
+		{"manage connections null", "POST", create, `{"user_id":"u","manage_connections":null}`, noManage, 403, "", intercept.ReasonManageConnectionsOn},
+		{"manage connections without enable", "POST", create, `{"user_id":"u","manage_connections":{}}`, noManage, 403, "", intercept.ReasonManageConnectionsOn},
+		{"null multi-account passes", "POST", create, `{"user_id":"u","multi_account":null}`, deny, 200, `{"user_id":"u","multi_account":null}`, intercept.ReasonNoSize},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc.cfg)

@@ -143,7 +143,7 @@ func TestSessionLinkVerdicts(t *testing.T) {
 			cfg := withDefaults(Config{})
 			p := newDuplicatePolicy(cfg, newBodyTools(cfg, false), tc.lister, lock.NewMemory(), metrics.New(metrics.Build{}))
 			p.sessions = tc.sessions
-			r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{"toolkit":"GitHub"}`))
+			r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{"toolkit":"github"}`))
 			r.Header.Set("X-Api-Key", "k")
 			c := &call{w: httptest.NewRecorder(), r: r, sc: &reqscope.Scope{RequestID: "rid"}, route: reqscope.RouteSessionLink, prefix: "/api/v3.1"}
 			v := p.evaluate(c)

@@ -41,7 +41,7 @@ type duplicatePolicy struct {
 	lockWait      time.Duration
 	lockTTL       time.Duration
 	multi         map[string]struct{}
-	work          time.Duration // deadline of the guarded work, inside lockTTL; 0 when locks never lapse
+	work          time.Duration // deadline of the guarded work, inside lockTTL
 
 	// Metric children resolved once: label lookups cost more than the count.
 	backend     string
@@ -64,8 +64,10 @@ func newDuplicatePolicy(cfg Config, tools *bodyTools, lister Lister, store lock.
 		p.leases[r] = m.Leases.WithLabelValues(r)
 	}
 	// The work ends before the lock's TTL so that a Redis lock never lapses
-	// while its holder still acts on it. A memory lock does not lapse.
-	if _, ok := store.(lock.Expiring); ok {
+	// while its holder still acts on it. A memory lock does not lapse, but
+	// the same deadline bounds how long one stalled forward (an answer body
+	// that never ends) keeps every other create of its key waiting.
+	if cfg.LockTTL > 0 {
 		p.work = cfg.LockTTL - min(cfg.LockTTL/10, time.Second)
 	}
 	return p
@@ -88,7 +90,7 @@ type linkCall struct {
 
 	// What the verdict holds until the request is answered.
 	p      *duplicatePolicy
-	fctx   context.Context // a forward runs under it (the work deadline, when locks lapse)
+	fctx   context.Context // a forward runs under it (the work deadline)
 	cancel context.CancelFunc
 	unlock lock.Unlock
 }
@@ -180,7 +182,7 @@ func (p *duplicatePolicy) check(c *linkCall) verdict {
 		}
 		return p.withLease(c, p.failed(c, reason, err))
 	}
-	// Only a forward needs the work deadline, and only under a lock that lapses.
+	// Only a forward needs the work deadline.
 	c.unlock = unlock
 	if p.work > 0 {
 		c.fctx, c.cancel = context.WithDeadline(ctx, c.begin.Add(p.work))

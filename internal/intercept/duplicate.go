@@ -182,11 +182,7 @@ func (p *duplicatePolicy) check(c *linkCall) verdict {
 		}
 		return p.withLease(c, p.failed(c, reason, err))
 	}
-	// Only a forward needs the work deadline.
 	c.unlock = unlock
-	if p.work > 0 {
-		c.fctx, c.cancel = context.WithDeadline(ctx, c.begin.Add(p.work))
-	}
 	v := p.withLease(c, p.decide(c))
 	v.hold = c
 	return v
@@ -404,7 +400,14 @@ func (p *duplicatePolicy) lock(ctx context.Context, key string) (lock.Unlock, er
 }
 
 // forwardRequest is the request to forward, under the work deadline.
-func (c *linkCall) forwardRequest() *http.Request { return c.outgoing(c.fctx) }
+// Only a forward needs the work deadline, so it is made here: a refusal or
+// a replay costs no context and no timer. It counts from the lock's taking.
+func (c *linkCall) forwardRequest() *http.Request {
+	if c.p.work > 0 && c.cancel == nil && c.unlock != nil {
+		c.fctx, c.cancel = context.WithDeadline(c.fctx, c.begin.Add(c.p.work))
+	}
+	return c.outgoing(c.fctx)
+}
 
 // release ends the deadline and frees the lock.
 func (c *linkCall) release() {

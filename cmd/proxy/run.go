@@ -140,26 +140,26 @@ composio-guard demo: the proxy at %[1]s stands in front of a built-in fake Compo
 Try (any x-api-key works against the fake):
 
   # 1. a first link for user alice: forwarded, 201
-  curl -s -XPOST %[1]s/api/v3/connected_accounts/link -H 'x-api-key: demo' \
+  curl -s -XPOST %[1]s/api/v3/connected_accounts/link -H 'x-api-key: demo' -H 'content-type: application/json' \
        -d '{"user_id":"alice","auth_config_id":"ac_demo"}'
   # 2. the same again while the first is pending: the first answer replayed (X-Composio-Guard: replayed)
-  curl -si -XPOST %[1]s/api/v3/connected_accounts/link -H 'x-api-key: demo' \
+  curl -si -XPOST %[1]s/api/v3/connected_accounts/link -H 'x-api-key: demo' -H 'content-type: application/json' \
        -d '{"user_id":"alice","auth_config_id":"ac_demo"}'
   # 3. let alice finish OAuth in the fake (its control API is reached through the proxy here),
   #    then link again: 409 ConnectedAccount_MultipleConnectedAccounts, x-should-retry: false
   id=$(curl -s %[1]s/_fake/accounts | sed -E 's/.*"id":"(ca_[^"]+)".*/\1/')
   curl -s -XPOST %[1]s/_fake/accounts/$id/status -d '{"status":"ACTIVE"}'
-  curl -si -XPOST %[1]s/api/v3/connected_accounts/link -H 'x-api-key: demo' \
+  curl -si -XPOST %[1]s/api/v3/connected_accounts/link -H 'x-api-key: demo' -H 'content-type: application/json' \
        -d '{"user_id":"alice","auth_config_id":"ac_demo"}'
   # 4. opt in to a second account
-  curl -s -XPOST %[1]s/api/v3/connected_accounts/link -H 'x-api-key: demo' \
+  curl -s -XPOST %[1]s/api/v3/connected_accounts/link -H 'x-api-key: demo' -H 'content-type: application/json' \
        -H 'X-Composio-Allow-Multiple: true' -d '{"user_id":"alice","auth_config_id":"ac_demo"}'
 
   # Tool Router: session.authorize("github") for user bob, twice: one account, the first link replayed
-  sid=$(curl -s -XPOST %[1]s/api/v3.1/tool_router/session -H 'x-api-key: demo' \
+  sid=$(curl -s -XPOST %[1]s/api/v3.1/tool_router/session -H 'x-api-key: demo' -H 'content-type: application/json' \
        -d '{"user_id":"bob"}' | sed -E 's/.*"session_id":"([^"]+)".*/\1/')
-  curl -s  -XPOST %[1]s/api/v3.1/tool_router/session/$sid/link -H 'x-api-key: demo' -d '{"toolkit":"github"}'
-  curl -si -XPOST %[1]s/api/v3.1/tool_router/session/$sid/link -H 'x-api-key: demo' -d '{"toolkit":"github"}'
+  curl -s  -XPOST %[1]s/api/v3.1/tool_router/session/$sid/link -H 'x-api-key: demo' -H 'content-type: application/json' -d '{"toolkit":"github"}'
+  curl -si -XPOST %[1]s/api/v3.1/tool_router/session/$sid/link -H 'x-api-key: demo' -H 'content-type: application/json' -d '{"toolkit":"github"}'
 
 Metrics: http://%[2]s/metrics   Ready: http://%[2]s/readyz   Stop: Ctrl-C
 `, base, adminAddr)

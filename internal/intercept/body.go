@@ -130,6 +130,9 @@ func readBodyWithin(w http.ResponseWriter, r *http.Request, max int64, strict bo
 	if br != nil {
 		return c, br
 	}
+	if br := formBody(r.Header); br != nil {
+		return c, br
+	}
 	c.gzip = gz
 	if r.Body == nil || r.Body == http.NoBody {
 		return c, bad(ReasonNotJSON, "the body is empty; a JSON object is required")
@@ -188,6 +191,29 @@ func readBodyWithin(w http.ResponseWriter, r *http.Request, max int64, strict bo
 	}
 	c.plain = plain
 	return c, nil
+}
+
+// formBody refuses a body typed as a form. The guard reads every body as
+// JSON; a server that honours the type would read other fields from the same
+// bytes (`{"x":"&user_id=victim&…","user_id":"checked",…}`), so the check and
+// the create could name two users. Any other type (or none) is read as JSON,
+// as Composio's SDKs send it.
+func formBody(h http.Header) *badRequest {
+	for _, v := range h.Values("Content-Type") {
+		v = strings.TrimSpace(v)
+		if hasPrefixFold(v, "application/x-www-form-urlencoded") || hasPrefixFold(v, "multipart/") {
+			return &badRequest{
+				status: http.StatusBadRequest, slug: apierror.SlugBadRequest, code: apierror.CodeBadRequest,
+				reason: ReasonNotJSON, message: "the body is typed as a form; the duplicate-connection check reads it as JSON, and a form could say otherwise",
+				fix: "Send the JSON body with Content-Type: application/json (curl: -H 'content-type: application/json').",
+			}
+		}
+	}
+	return nil
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // encoding reports whether the body is gzip; identity and none mean plain.

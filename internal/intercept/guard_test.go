@@ -358,11 +358,28 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestContentTypeNotRequired(t *testing.T) {
-	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded"} {
+	for _, ct := range []string{"", "text/plain", "application/json; charset=utf-8", "application/vnd.api+json"} {
 		e := newEnv(t, intercept.Config{})
 		e.up.add(active("ca_1", "u", "ac"))
 		if a := e.link(t, "u", "ac", "Content-Type", ct); a.Status != http.StatusConflict {
 			t.Fatalf("Content-Type %q: status %d, want the check to run (409)", ct, a.Status)
+		}
+	}
+}
+
+// A body typed as a form is refused before any lookup: a server that
+// honours the type would read other fields than the guard checked (an
+// attacker's-eye review: {"x":"&user_id=victim&…","user_id":"checked"}).
+func TestFormBodyRefused(t *testing.T) {
+	for _, ct := range []string{"application/x-www-form-urlencoded", "Application/X-WWW-Form-Urlencoded; charset=utf-8", "multipart/form-data; boundary=x"} {
+		e := newEnv(t, intercept.Config{})
+		body := []byte(`{"x":"&user_id=u_victim&auth_config_id=ac&y=","user_id":"u_checked","auth_config_id":"ac"}`)
+		a := e.do(t, "POST", "/api/v3/connected_accounts/link", body, "Content-Type", ct)
+		if a.Status != http.StatusBadRequest || !strings.Contains(string(a.Body), "application/json") {
+			t.Fatalf("Content-Type %q: status %d %s, want 400 naming application/json", ct, a.Status, a.Body)
+		}
+		if len(e.lister.calls()) != 0 || len(e.up.requests()) != 0 {
+			t.Fatalf("Content-Type %q: looked up or forwarded", ct)
 		}
 	}
 }

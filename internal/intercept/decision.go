@@ -65,7 +65,8 @@ const (
 
 	// failed_open / failed_closed
 	ReasonLookupTimeout = "lookup_timeout"
-	ReasonLookupError   = "lookup_error" // connection error, 5xx, not the expected JSON
+	ReasonLookupError   = "lookup_error"        // connection error, 5xx, not the expected JSON
+	ReasonLookupBreaker = "lookup_breaker_open" // the credential's lookup breaker is open: Composio kept failing, not called
 	ReasonLockTimeout   = "lock_timeout"
 	ReasonLockError     = "lock_error"
 	ReasonLeaseError    = "lease_error"

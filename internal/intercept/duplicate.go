@@ -240,8 +240,11 @@ func (p *duplicatePolicy) decide(c *linkCall) verdict {
 			return v
 		}
 		reason := ReasonLookupError
-		if errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
 			reason = ReasonLookupTimeout
+		case errors.Is(err, upstream.ErrBreakerOpen):
+			reason = ReasonLookupBreaker
 		}
 		return p.failed(c, reason, err)
 	}

@@ -650,6 +650,7 @@ func TestFailures(t *testing.T) {
 	}{
 		{"lookup error", func(e *env) { e.lister.err = errors.New("list: connection refused") }, nil, intercept.ReasonLookupError, true, 0},
 		{"lookup timeout", func(e *env) { e.lister.delay = 5 * time.Second }, nil, intercept.ReasonLookupTimeout, true, 0},
+		{"lookup breaker open", func(e *env) { e.lister.err = fmt.Errorf("lookup: %w", upstream.ErrBreakerOpen) }, nil, intercept.ReasonLookupBreaker, true, 0},
 		{"lock backend error", nil, []envOpt{withStore(brokenStore{})}, intercept.ReasonLockError, true, 0},
 		{"lock not replicated", nil, []envOpt{withStore(unreplicatedStore{})}, intercept.ReasonLockUnreplicated, true, 0},
 		{"lease backend error", nil, []envOpt{withStore(leaseBroken{})}, intercept.ReasonLeaseError, true, 0},

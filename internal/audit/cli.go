@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -121,6 +122,9 @@ func (l listFlag) Set(v string) error {
 	return nil
 }
 
+// quotedValue is a value the flag package quotes in its errors.
+var quotedValue = regexp.MustCompile(`"[^"]*"`)
+
 // Invocation is what Main needs from its process.
 type Invocation struct {
 	Args     []string
@@ -162,14 +166,20 @@ func Main(ctx context.Context, inv Invocation) int {
 	retries := fs.Int("max-retries", DefaultMaxRetries, "retries of one page after 429, 5xx or a network failure (0-20)")
 	fs.Usage = func() {
 		fmt.Fprint(inv.Stderr, Usage)
+		out := fs.Output()
+		fs.SetOutput(inv.Stderr)
 		fs.PrintDefaults()
+		fs.SetOutput(out)
 		fmt.Fprint(inv.Stderr, usageExit)
 	}
+	// The flag package's own errors quote the value given, which may be a
+	// key given the wrong way: they are rewritten without it.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(inv.Args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitClean // -h: the usage was asked for
 		}
-		return ExitIncomplete // flag printed the error and the usage
+		return fail("%s", quotedValue.ReplaceAllString(err.Error(), "(value not shown)"))
 	}
 	if fs.NArg() > 0 {
 		// Not echoed: it may be a key given the wrong way.
@@ -178,7 +188,7 @@ func Main(ctx context.Context, inv Invocation) int {
 	switch *format {
 	case FormatTable, FormatJSON, FormatCSV:
 	default:
-		return fail("--format must be table, json or csv, got %q", printable(*format))
+		return fail("--format must be table, json or csv (the value given is not shown)")
 	}
 	for _, l := range [][]string{f.AuthConfigIDs, f.Toolkits, f.UserIDs} {
 		for _, v := range l {
@@ -194,7 +204,7 @@ func Main(ctx context.Context, inv Invocation) int {
 		return fail("--max-retries must be between 0 and 20, got %d", *retries)
 	}
 	if *prefix != "/api/v3" && *prefix != "/api/v3.1" {
-		return fail("--api-prefix must be /api/v3.1 or /api/v3, got %q", printable(*prefix))
+		return fail("--api-prefix must be /api/v3.1 or /api/v3 (the value given is not shown)")
 	}
 	if *since != "" {
 		t, err := parseSince(*since, now())
@@ -296,7 +306,7 @@ func parseSince(v string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.DateOnly, v); err == nil {
 		return t, nil
 	}
-	return time.Time{}, fmt.Errorf("want an RFC 3339 time (2026-01-02T15:04:05Z), a date (2026-01-02) or a duration (24h), got %q", printable(v))
+	return time.Time{}, errors.New("want an RFC 3339 time (2026-01-02T15:04:05Z), a date (2026-01-02) or a duration (24h); the value given is not shown")
 }
 
 // target is the API base URL: the flag, else GUARD_UPSTREAM_URL, else the

@@ -256,3 +256,28 @@ func TestEchoedKeyMasked(t *testing.T) {
 		t.Errorf("the refusal is not reported with Composio's message, key masked:\n%s", all)
 	}
 }
+
+// TestFlagValuesNotEchoed: a key given as a flag's value by mistake is
+// never printed back (runEnv fails on it), and the message still names the
+// flag. CSV cells carry no control characters.
+func TestFlagValuesNotEchoed(t *testing.T) {
+	getenv := env(audit.EnvAPIKey, "k", audit.EnvUpstream, "http://127.0.0.1:9")
+	for _, args := range [][]string{
+		{"--page-size=" + secretKey}, {"--pending-ttl", secretKey}, {"--include-initiated=" + secretKey},
+		{"--since", secretKey}, {"--format", secretKey}, {"--api-prefix", secretKey},
+	} {
+		r := runEnv(t, getenv, args...)
+		name := strings.SplitN(strings.TrimLeft(args[0], "-"), "=", 2)[0]
+		if r.code != audit.ExitIncomplete || !strings.Contains(r.stderr, name) {
+			t.Errorf("%v: exit %d, stderr does not name %s:\n%s", args[0], r.code, name, r.stderr)
+		}
+	}
+	var b strings.Builder
+	if err := audit.WriteCSV(&b, []audit.Group{{UserID: "u\x1b]0;pwn\x07", AuthConfigID: "ac", Count: 2,
+		Accounts: []audit.Account{{ID: "ca_1", Status: "ACTIVE"}, {ID: "ca_2", Status: "ACTIVE"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(b.String(), "\x1b\x07") {
+		t.Errorf("CSV holds control characters: %q", b.String())
+	}
+}

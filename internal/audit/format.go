@@ -73,10 +73,14 @@ func WriteCSV(w io.Writer, groups []Group) error {
 		for i, a := range g.Accounts {
 			ids[i], sts[i], cts[i] = a.ID, a.Status, stampNano(a.CreatedAt)
 		}
-		// Cells are the ids exactly as listed (scripts read them back);
-		// encoding/csv quotes what needs it.
+		// Cells are the ids as listed, but for control characters (a user
+		// id made around the proxy could carry a terminal escape): '?', as
+		// in the table. JSON keeps every byte. encoding/csv quotes the rest.
 		row := []string{g.UserID, g.AuthConfigID, g.Toolkit, g.AccountType, strconv.Itoa(g.Count),
 			strings.Join(ids, ";"), strings.Join(sts, ";"), strings.Join(cts, ";")}
+		for i := range row {
+			row[i] = printable(row[i])
+		}
 		if err := cw.Write(row); err != nil {
 			return err
 		}
